@@ -1,0 +1,1 @@
+"""Prefix tuning: learned key/value prefixes in the attention layers."""

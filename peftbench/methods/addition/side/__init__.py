@@ -1,0 +1,1 @@
+"""Side tuning: a small network beside the frozen backbone, trained without backpropagating through it."""

@@ -1,0 +1,1 @@
+"""Reparameter tuning: low-rank or structured updates of the backbone's weights that merge away after training."""

@@ -1,0 +1,57 @@
+"""The table every registered method has a row in; the contract tests iterate over it.
+
+Per-method quirks live in the row, never in ``if`` branches of the tests. Each family keeps its rows in
+its own file (``rows_partial.py``, ``rows_addition.py``, ...), collected here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One method's expectations.
+
+    Attributes:
+        name: registry name.
+        options: config overrides used for the tiny-model tests (e.g. a smaller prompt length).
+        zero_params: name suffixes of the parameters that are exactly zero at init, which make the
+            method an identity at init (None: the paper does not initialise to identity).
+        vit_b16_params: trainable parameters without the head on ViT-B/16 with the default config
+            (None only for baselines without method parameters checked elsewhere).
+        vit_b16_formula: the analytic formula for ``vit_b16_params`` (a function of nothing, so the
+            test recomputes it), pinned against the registry's count.
+        source: which paper table the count matches.
+        backbones: backbone families the method is defined for; others must raise.
+        mergeable: the method folds back into a plain backbone.
+    """
+
+    name: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    zero_params: tuple[str, ...] | None = None
+    vit_b16_params: int | None = None
+    vit_b16_formula: Callable[[], int] | None = None
+    source: str = ""
+    backbones: tuple[str, ...] = ("vit", "swin")
+    mergeable: bool = False
+
+
+D, L, MLP = 768, 12, 3072  # ViT-B/16
+
+BASELINE_ROWS = [
+    Row("full", vit_b16_params=85_798_656, vit_b16_formula=lambda: 85_798_656, source="VPT Table 1 'Full' (85.8M)"),
+    Row("linear", vit_b16_params=0, vit_b16_formula=lambda: 0, source="VPT Table 1 'Linear' (0 M besides head)"),
+]
+
+
+def all_rows() -> list[Row]:
+    """Baseline rows plus the ``ROWS`` list of every ``tests/rows_*.py`` file (one per method group)."""
+    rows = list(BASELINE_ROWS)
+    for path in sorted(Path(__file__).parent.glob("rows_*.py")):
+        rows.extend(importlib.import_module(f"tests.{path.stem}").ROWS)
+    return rows
