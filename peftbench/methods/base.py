@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError, UnknownNameError
+from peftbench.config import build_config
+from peftbench.errors import MethodNotSupportedError, UnknownNameError
 
 FAMILIES = ("baseline", "addition", "partial", "unified")
 
@@ -159,20 +160,6 @@ def get_method_class(name: str) -> type[PeftMethod]:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError("method", name, _REGISTRY, "Pick one with method=<name>.") from None
-
-
-def build_config(config_cls: type, options: Mapping[str, Any], owner: str) -> Any:
-    """Build a config dataclass from a plain mapping, rejecting unknown keys with the valid ones."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(
-            f"{owner} has no option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(fields)) or '(none)'}"
-        )
-    try:
-        return config_cls(**dict(options))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid options for {owner}: {exc}") from None
 
 
 def build_method(name: str, options: Mapping[str, Any] | None = None) -> PeftMethod:

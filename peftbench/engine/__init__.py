@@ -1,0 +1,1 @@
+"""Training engine: optimizers and schedules, the train/eval loop, and measurements."""

@@ -1,0 +1,230 @@
+"""The train / evaluate loop: one function, typed arguments, no hidden state."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from peftbench.engine.measure import PeakMemory, sync
+from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at
+from peftbench.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """The ``trainer:`` group. Defaults follow the common VTAB-1k recipe (NOAH / VPT):
+    100 epochs, batch 64, AdamW, lr 1e-3, weight decay 1e-4, 10 warmup epochs, cosine decay."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 10
+    warmup_lr: float = 1e-7
+    min_lr: float = 1e-8
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_every: int = 0  # also evaluate every N epochs (recorded apart; 0 = only after the last epoch)
+    progress: bool = True
+    merge: bool = False  # after training, merge reparameterisable methods and measure the merged model
+    num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(
+                f"trainer.warmup_epochs must be in [0, trainer.epochs={self.epochs}], got {self.warmup_epochs}"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"trainer.lr must be > 0, got {self.lr}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; explicit names are checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={name!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"trainer.device={name!r} is not supported; valid: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def autocast_dtype(cfg: TrainerConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (``auto`` or ``bf16``), none on CPU unless ``bf16`` is asked for."""
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    """What the loop measured."""
+
+    status: str  # success | diverged
+    accuracy: float | None  # last epoch's top-1 on the evaluation split (percent)
+    epochs_completed: int
+    final_train_loss: float | None
+    train_img_s: float | None  # steady state: epochs after the first (or steps after the first 20%)
+    peak_train_mem_mb: float
+    peak_train_mem_source: str
+    train_seconds: float
+    eval_history: list[dict[str, float]]
+    message: str = ""
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, data: Dataset, batch_size: int, device: torch.device, dtype: torch.dtype | None, workers: int = 0
+) -> float:
+    """Top-1 accuracy (percent) of ``model`` on ``data``."""
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    correct = total = 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(images)
+        correct += (logits.argmax(dim=-1) == labels).sum().item()
+        total += labels.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def train_and_evaluate(
+    model: nn.Module,
+    train_data: Dataset,
+    eval_data: Dataset,
+    cfg: TrainerConfig,
+    optim_cfg: OptimConfig,
+    device: torch.device,
+    seed: int | None,
+    num_workers: int = 0,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainOutcome:
+    """Train the trainable parameters of ``model`` and report the last epoch's evaluation accuracy.
+
+    Args:
+        model: a prepared model (``requires_grad`` already set by the method).
+        train_data: training split, items ``(image (C,H,W), label)``.
+        eval_data: evaluation split (val200 when tuning, test in the final protocol).
+        cfg: trainer settings.
+        optim_cfg: optimizer settings.
+        device: where to train.
+        seed: seeds the shuffling generator (None: nondeterministic).
+        num_workers: data-loader workers.
+        log: called with one dict per epoch (and per extra evaluation).
+
+    Returns:
+        The measured outcome. A NaN/inf loss stops training with status ``diverged``.
+    """
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(
+        params, optim_cfg, cfg.lr, cfg.weight_decay, fused=device.type == "cuda" and optim_cfg.name == "adamw"
+    )
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    loader = DataLoader(
+        train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+    )
+    steps_per_epoch = len(loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = cfg.warmup_epochs * steps_per_epoch
+    dtype = autocast_dtype(cfg, device)
+    mem = PeakMemory(device)
+    mem.start()
+    history: list[dict[str, float]] = []
+    epoch_times: list[tuple[float, int]] = []
+    step, loss_value, status, message = 0, None, "success", ""
+    t_start = time.perf_counter()
+    epochs = range(cfg.epochs)
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc="train", unit="epoch", leave=False)
+    for epoch in epochs:
+        model.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for images, labels in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, warmup_steps, cfg.lr, cfg.warmup_lr, cfg.min_lr)
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            seen += labels.numel()
+            loss_sum += loss.item() * labels.numel()
+        if status == "diverged":
+            break
+        sync(device)
+        epoch_times.append((time.perf_counter() - t0, seen))
+        loss_value = loss_sum / max(seen, 1)
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
+        if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
+            record["eval_accuracy"] = evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+            history.append({"epoch": epoch + 1, "eval_accuracy": record["eval_accuracy"]})
+        if log is not None:
+            log(record)
+        if cfg.progress:
+            epochs.set_postfix(loss=f"{loss_value:.4f}")  # type: ignore[union-attr]
+    train_seconds = time.perf_counter() - t_start
+    peak = mem.peak_mb()
+    accuracy = None
+    if status == "success":
+        accuracy = evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+        history.append({"epoch": cfg.epochs, "eval_accuracy": accuracy})
+        if log is not None:
+            log({"epoch": cfg.epochs, "eval_accuracy": accuracy, "final": True})
+    return TrainOutcome(
+        status=status,
+        accuracy=accuracy,
+        epochs_completed=len(epoch_times),
+        final_train_loss=loss_value if loss_value is None or math.isfinite(loss_value) else None,
+        train_img_s=_steady_throughput(epoch_times),
+        peak_train_mem_mb=peak,
+        peak_train_mem_source=mem.source,
+        train_seconds=train_seconds,
+        eval_history=history,
+        message=message,
+    )
+
+
+def _steady_throughput(epoch_times: list[tuple[float, int]]) -> float | None:
+    """Images/s over all epochs but the first (warm-up: allocator, caches, lazy init)."""
+    steady = epoch_times[1:] if len(epoch_times) > 1 else epoch_times
+    seconds = sum(t for t, _ in steady)
+    images = sum(n for _, n in steady)
+    return images / seconds if seconds > 0 else None

@@ -1,0 +1,155 @@
+"""Measurements recorded with every run: peak memory, throughput, device and library versions.
+
+Peak training memory:
+  * CUDA: ``torch.cuda.max_memory_allocated`` (the caching allocator's peak of live tensors), reset
+    right before the first training step.
+  * CPU (Linux): the process's resident-set high-water mark ``VmHWM`` from ``/proc/self/status``, reset
+    before the first step by writing ``5`` to ``/proc/self/clear_refs``; so it is the peak RSS during
+    training, which includes the interpreter, the libraries and the data in memory. Where the reset is
+    not possible, the lifetime peak from ``getrusage`` is recorded; the result says which.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+class PeakMemory:
+    """Peak memory of a code region on the given device (see the module docstring for the method)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.source = ""
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.source = "cuda max_memory_allocated"
+            return
+        try:
+            _CLEAR_REFS.write_text("5")
+            self.source = "cpu process peak RSS (VmHWM, reset at training start)"
+        except OSError:
+            self.source = "cpu process lifetime peak RSS (getrusage; could not reset)"
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if _STATUS.exists():
+            for line in _STATUS.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB -> MiB
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels so wall-clock timings are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def inference_throughput(
+    model: nn.Module,
+    batch: torch.Tensor,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    warmup: int = 2,
+    iters: int = 5,
+) -> float:
+    """Images per second of ``model`` on a fixed batch (model only, no data loading).
+
+    Args:
+        model: the model in eval mode.
+        batch: one input batch (B, C, H, W); moved to ``device``.
+        device: where to run.
+        autocast_dtype: bf16 autocast dtype on CUDA, or None.
+        warmup: untimed iterations first.
+        iters: timed iterations.
+    """
+    model.eval()
+    batch = batch.to(device)
+    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else _nullcontext()
+    with ctx:
+        for _ in range(warmup):
+            model(batch)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            model(batch)
+        sync(device)
+    return batch.shape[0] * iters / (time.perf_counter() - t0)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable device name (GPU model, or the CPU model and core count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that can change a result."""
+    import hydra
+    import numpy
+    import omegaconf
+    import timm
+    import torchvision
+
+    import peftbench
+
+    return {
+        "python": platform.python_version(),
+        "peftbench": peftbench.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
+        "cuda": str(torch.version.cuda),
+    }
+
+
+def code_version() -> str:
+    """``git describe`` of the checkout the package runs from (with ``-dirty``), else the package version."""
+    import peftbench
+
+    root = Path(peftbench.__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"peftbench {peftbench.__version__} (no git)"

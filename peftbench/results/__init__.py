@@ -1,0 +1,1 @@
+"""Run results (one JSON per run) and the leaderboards derived from them."""

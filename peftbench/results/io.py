@@ -1,0 +1,77 @@
+"""One JSON per run: where it lives, how it is written, how a config is hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 1
+
+# Keys that change where or how a run is stored or shown, not what it computes.
+NON_SEMANTIC_KEYS = (
+    "paths",
+    "data.root",
+    "data.num_workers",
+    "logger",
+    "on_existing",
+    "trainer.device",
+    "trainer.progress",
+    "trainer.num_threads",
+)
+
+
+def _drop(cfg: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if head not in cfg:
+        return
+    if rest:
+        if isinstance(cfg[head], dict):
+            _drop(cfg[head], rest)
+    else:
+        del cfg[head]
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the resolved config, without :data:`NON_SEMANTIC_KEYS`.
+
+    Two runs with the same hash trained the same model on the same data with the same settings.
+    """
+    plain = json.loads(json.dumps(cfg, default=str))
+    for key in NON_SEMANTIC_KEYS:
+        _drop(plain, key)
+    blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_dir(results_dir: str | Path, cfg: Mapping[str, Any], chash: str) -> Path:
+    """``<results>/runs/<suite>/<task>/<backbone>/<method>/<protocol>-seed<seed>-<hash8>``."""
+    ds, bb, m = cfg["dataset"], cfg["backbone"], cfg["method"]
+    leaf = f"{cfg['protocol']}-seed{cfg['seed']}-{chash[:8]}"
+    return Path(results_dir) / "runs" / ds["suite"] / ds["name"] / bb["name"] / m["name"] / leaf
+
+
+def write_json_atomic(path: str | Path, obj: Mapping[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Read one run JSON (raises ``json.JSONDecodeError`` / ``OSError`` on broken files)."""
+    with open(path) as f:
+        return json.load(f)
