@@ -1,0 +1,57 @@
+"""``peftbench-bench``: step cost, memory and inference throughput of backbone x method on random inputs.
+
+Examples:
+    peftbench-bench backbone=vit_b16_in21k method=lora
+    peftbench-bench -m method=linear,full backbone=vit_test csv=results/benchmarks/cpu.csv
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from peftbench.cli import check_group_overrides, config_dir
+from peftbench.errors import PeftbenchError
+
+
+def _bench(cfg: DictConfig) -> dict:
+    from peftbench.bench import BenchConfig, run_bench
+    from peftbench.config import build_config, to_plain
+    from peftbench.models import make_backbone_config
+
+    plain = to_plain(cfg)
+    method = dict(plain["method"])
+    name = method.pop("name")
+    result = run_bench(make_backbone_config(plain["backbone"]), name, method, build_config(BenchConfig, plain["bench"], "bench"))
+    if plain.get("csv"):
+        import pandas as pd
+
+        path = Path(plain["csv"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([result]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")
+def _main(cfg: DictConfig) -> None:
+    from peftbench.run import user_error_exit
+
+    try:
+        print(json.dumps(_bench(cfg)))
+    except PeftbenchError as exc:
+        raise user_error_exit(exc) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import sys
+
+    check_group_overrides(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""``peftbench-params``: build backbone + method without data, weights or network; print counts as JSON.
+
+Example:
+    peftbench-params backbone=vit_b16_in21k method=lora
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from peftbench.cli import check_group_overrides, config_dir
+from peftbench.errors import PeftbenchError
+
+
+def param_report(cfg: DictConfig) -> dict:
+    """Counts for the composed backbone x method (random init; the head sized for the dataset)."""
+    from peftbench.config import to_plain
+    from peftbench.methods import build_method
+    from peftbench.methods.prepare import prepare_model
+    from peftbench.models import build_backbone, make_backbone_config
+
+    plain = to_plain(cfg)
+    backbone = dataclasses.replace(make_backbone_config(plain["backbone"]), weights="none")
+    method_opts = dict(plain["method"])
+    method = build_method(method_opts.pop("name"), method_opts)
+    num_classes = int(plain["dataset"]["num_classes"])
+    model = build_backbone(backbone, num_classes)
+    counts = prepare_model(model, method)
+    return {
+        "backbone": backbone.name,
+        "method": method.name,
+        "family": method.family,
+        "subfamily": method.subfamily,
+        "num_classes": num_classes,
+        **counts.to_dict(),
+    }
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="params")
+def _main(cfg: DictConfig) -> None:
+    from peftbench.run import user_error_exit
+
+    try:
+        print(json.dumps(param_report(cfg)))
+    except PeftbenchError as exc:
+        raise user_error_exit(exc) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import sys
+
+    check_group_overrides(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

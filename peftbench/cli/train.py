@@ -1,0 +1,44 @@
+"""``peftbench-train``: one run, or a sweep with ``-m`` (Hydra multirun).
+
+Examples:
+    peftbench-train                                        # embedded offline default
+    peftbench-train backbone=vit_b16_in21k method=linear dataset=vtab/cifar data.root=/data
+    peftbench-train -m method=full,linear dataset=vtab/cifar,vtab/dtd seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from peftbench.cli import check_group_overrides, config_dir
+from peftbench.errors import PeftbenchError
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def _main(cfg: DictConfig) -> None:
+    from peftbench.run import run, user_error_exit
+
+    try:
+        result = run(cfg)
+    except PeftbenchError as exc:
+        raise user_error_exit(exc) from None
+    metrics = result.get("metrics", {})
+    print(
+        f"[peftbench] {result['status']}: {result['method']} on {result['suite']}/{result['task']} "
+        f"({result['backbone']}, {result['protocol']}, seed {result['seed']}) "
+        f"top-1 {metrics.get('accuracy')} on {metrics.get('accuracy_split')}; "
+        f"result: {result['run_dir']}/result.json"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import sys
+
+    check_group_overrides(sys.argv[1:])
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Data: VTAB-1k and FGVC readers, preprocessing, and the embedded offline tasks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import ConcatDataset, Dataset
+
+from peftbench.data.config import DataConfig, DatasetConfig
+from peftbench.data.embedded import ensure_embedded
+from peftbench.data.readers import (
+    FGVC_LAYOUT,
+    VTAB_LAYOUT,
+    ImageListDataset,
+    fgvc_label_map,
+    manifest_sha256,
+    read_json_split,
+    read_list_file,
+)
+from peftbench.data.transforms import build_transforms, normalization
+from peftbench.errors import ConfigError, DataError
+
+__all__ = ["DataConfig", "DatasetConfig", "Splits", "build_splits"]
+
+# protocol -> (train splits, eval split), per reader
+VTAB_SPLITS = {"tune": (("train800",), "val200"), "final": (("train800val200",), "test")}
+FGVC_SPLITS = {"tune": (("train",), "val"), "final": (("train", "val"), "test")}
+
+
+@dataclasses.dataclass
+class Splits:
+    """The datasets of one run and what identifies them."""
+
+    train: Dataset
+    eval: Dataset
+    train_split: str
+    eval_split: str
+    manifest_sha256: str
+    num_classes: int
+    normalization: dict[str, Any]
+
+
+def build_splits(
+    dataset: DatasetConfig,
+    data: DataConfig,
+    protocol: str,
+    backbone_mean: tuple[float, ...],
+    backbone_std: tuple[float, ...],
+) -> Splits:
+    """Read the train and evaluation splits of ``dataset`` for ``protocol`` (``tune`` or ``final``)."""
+    if protocol not in VTAB_SPLITS:
+        raise ConfigError(f"protocol={protocol!r}; valid choices: {', '.join(VTAB_SPLITS)}")
+    root = Path(data.root).expanduser()
+    norm = normalization(data, backbone_mean, backbone_std)
+    train_tf, eval_tf = build_transforms(dataset.suite, norm)
+    if dataset.suite == "fgvc":
+        return _fgvc(dataset, root, protocol, train_tf, eval_tf, norm)
+    task_dir = root / "vtab-1k" / dataset.folder
+    if dataset.suite == "embedded":
+        ensure_embedded(dataset.name, task_dir)
+    elif not task_dir.is_dir():
+        hint = (
+            f"data root {root} does not exist" if not root.is_dir() else f"task folder {task_dir} does not exist"
+        )
+        raise DataError(
+            f"{hint}. VTAB-1k must be prepared in this layout:\n{VTAB_LAYOUT}\n"
+            "Prepare it as in the VPT / NOAH instructions (the shared vtab-1k folders work as they are) and pass "
+            "data.root=DIR."
+        )
+    train_names, eval_name = VTAB_SPLITS[protocol]
+    named = [(s, read_list_file(task_dir / f"{s}.txt", dataset.num_classes)) for s in (*train_names, eval_name)]
+    (train_split, train_entries), (_, eval_entries) = named
+    return Splits(
+        train=ImageListDataset(task_dir, train_entries, train_tf),
+        eval=ImageListDataset(task_dir, eval_entries, eval_tf),
+        train_split=train_split,
+        eval_split=eval_name,
+        manifest_sha256=manifest_sha256(named),
+        num_classes=dataset.num_classes,
+        normalization=norm,
+    )
+
+
+def _fgvc(dataset: DatasetConfig, root: Path, protocol: str, train_tf, eval_tf, norm) -> Splits:
+    folder = root / dataset.folder
+    if not folder.is_dir():
+        hint = f"data root {root} does not exist" if not root.is_dir() else f"dataset folder {folder} does not exist"
+        raise DataError(
+            f"{hint}. FGVC datasets must be prepared in VPT's layout:\n{FGVC_LAYOUT}\n"
+            f"For {dataset.display_name or dataset.name} the images are expected under "
+            f"{folder / dataset.image_dir}. Pass data.root=DIR."
+        )
+    raw = {s: read_json_split(folder / f"{s}.json") for s in ("train", "val", "test")}
+    label_of = fgvc_label_map(raw, dataset.num_classes, folder)
+    entries = {s: [(k, label_of[v]) for k, v in split.items()] for s, split in raw.items()}
+    train_names, eval_name = FGVC_SPLITS[protocol]
+    named = [(s, entries[s]) for s in (*train_names, eval_name)]
+    base = folder / dataset.image_dir
+    parts = [ImageListDataset(base, entries[s], train_tf) for s in train_names]
+    return Splits(
+        train=parts[0] if len(parts) == 1 else ConcatDataset(parts),
+        eval=ImageListDataset(base, entries[eval_name], eval_tf),
+        train_split="+".join(train_names),
+        eval_split=eval_name,
+        manifest_sha256=manifest_sha256(named),
+        num_classes=dataset.num_classes,
+        normalization=norm,
+    )

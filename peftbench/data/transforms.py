@@ -1,0 +1,56 @@
+"""Preprocessing of the two suites, with every choice explicit and recorded.
+
+VTAB-1k (and the embedded tasks): resize straight to ``image_size`` x ``image_size`` (no crop), no
+augmentation, normalise (VPT's VTAB pipeline). FGVC: train = resize the shorter side to
+``image_size * 256 / 224``, random crop ``image_size``, horizontal flip; eval = the same resize and a
+center crop (VPT's FGVC pipeline).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchvision import transforms as T
+
+from peftbench.data.config import DataConfig
+
+NORM_STATS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+_INTERP = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def normalization(data: DataConfig, backbone_mean: tuple[float, ...], backbone_std: tuple[float, ...]) -> dict[str, Any]:
+    """The normalisation actually applied, as recorded in the result JSON."""
+    if data.normalize == "backbone":
+        mean, std = tuple(backbone_mean), tuple(backbone_std)
+    else:
+        mean, std = NORM_STATS[data.normalize]
+    return {
+        "mode": data.normalize,
+        "mean": list(mean),
+        "std": list(std),
+        "interpolation": data.interpolation,
+        "image_size": data.image_size,
+    }
+
+
+def build_transforms(suite: str, norm: dict[str, Any]) -> tuple[T.Compose, T.Compose]:
+    """(train, eval) transforms for a suite, from the recorded normalisation."""
+    size, interp = norm["image_size"], _INTERP[norm["interpolation"]]
+    tail = [T.ToTensor()]
+    if norm["mode"] != "none":
+        tail.append(T.Normalize(norm["mean"], norm["std"]))
+    if suite == "fgvc":
+        resize = round(size * 256 / 224)
+        train = T.Compose([T.Resize(resize, interpolation=interp), T.RandomCrop(size), T.RandomHorizontalFlip(), *tail])
+        evaluate = T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(size), *tail])
+        return train, evaluate
+    plain = T.Compose([T.Resize((size, size), interpolation=interp), *tail])
+    return plain, plain

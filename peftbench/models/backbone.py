@@ -1,0 +1,209 @@
+"""timm backbones: build by config, load weights from the hub, a local file, or none.
+
+Weights (``backbone.weights``):
+  * ``hub``: timm's pretrained weights for ``timm_name``. Without network access this fails within
+    seconds (the hub is probed once with a short timeout) and says how to use a local file.
+  * a path: ``.safetensors``, ``.pth`` / ``.pt`` / ``.bin`` (a state dict, possibly under ``model``,
+    ``state_dict`` or ``module``), or the original Google ``.npz`` (ViT; read by timm's npz loader).
+    The pretrained classifier (and ViT pre-logits) is dropped: the task head is always fresh.
+  * ``none``: random init.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from peftbench.config import build_config
+from peftbench.errors import CheckpointError, ConfigError
+
+LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+HUB_HOST = "huggingface.co"
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """A backbone: a timm model name plus where its weights come from."""
+
+    name: str
+    timm_name: str
+    weights: str = "hub"  # hub | none | /path/to/file.{safetensors,pth,pt,bin,npz}
+    img_size: int = 224
+    drop_path_rate: float = 0.0
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = ""  # where the hub weights come from (the original file), for messages
+
+    def __post_init__(self) -> None:
+        if self.img_size < 1:
+            raise ConfigError(f"backbone.img_size must be >= 1, got {self.img_size}")
+
+
+def make_backbone_config(mapping: Mapping[str, Any]) -> BackboneConfig:
+    """Typed backbone config from the ``backbone:`` block (unknown keys are rejected)."""
+    return build_config(BackboneConfig, mapping, "backbone")
+
+
+def _create(cfg: BackboneConfig, num_classes: int, pretrained: bool) -> nn.Module:
+    kwargs = dict(cfg.model_kwargs)
+    kwargs.setdefault("img_size", cfg.img_size)
+    try:
+        return timm.create_model(
+            cfg.timm_name, pretrained=pretrained, num_classes=num_classes, drop_path_rate=cfg.drop_path_rate, **kwargs
+        )
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise ConfigError(f"backbone.timm_name={cfg.timm_name!r} is not a timm model: {exc}") from None
+        raise
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def build_backbone(cfg: BackboneConfig, num_classes: int) -> nn.Module:
+    """Create the timm model with a fresh ``num_classes`` head and load its weights.
+
+    Args:
+        cfg: the backbone config.
+        num_classes: size of the task head.
+
+    Returns:
+        The model (on CPU, train mode as timm returns it).
+    """
+    weights = cfg.weights
+    if weights == "none":
+        return _create(cfg, num_classes, pretrained=False)
+    if weights == "hub":
+        if not _hub_reachable():
+            raise CheckpointError(
+                f"cannot fetch pretrained weights for backbone {cfg.name!r} (timm {cfg.timm_name}): the model hub "
+                "is not reachable (offline or HF_HUB_OFFLINE=1). Download the weights elsewhere"
+                + (f" ({cfg.source})" if cfg.source else "")
+                + " and pass backbone.weights=/path/to/model.{safetensors,pth,npz}, or backbone.weights=none "
+                "for random init."
+            )
+        try:
+            return _create(cfg, num_classes, pretrained=True)
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"fetching weights for {cfg.timm_name} failed ({exc}); pass backbone.weights=/path/to/file instead"
+            ) from None
+    return load_local(cfg, num_classes, Path(weights).expanduser())
+
+
+def load_local(cfg: BackboneConfig, num_classes: int, path: Path) -> nn.Module:
+    """Build the model and load a local checkpoint file into it (head excluded)."""
+    if not path.is_file():
+        raise CheckpointError(f"backbone.weights={path} does not exist; give an existing file, 'hub' or 'none'")
+    suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise CheckpointError(
+            f"backbone.weights={path}: unsupported file type {suffix!r}; supported: {', '.join(LOCAL_SUFFIXES)}"
+        )
+    model = _create(cfg, num_classes, pretrained=False)
+    if suffix == ".npz":
+        _load_npz(model, path, cfg)
+        return model
+    state = _read_state_dict(path)
+    _load_state(model, state, path, cfg)
+    return model
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign files raise many different types
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    for key in ("model", "state_dict", "module", "model_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    head = model.get_classifier()
+    names = {n for n, _ in model.named_parameters() if n.startswith(_head_prefix(model, head))}
+    return names
+
+
+def _head_prefix(model: nn.Module, head: nn.Module) -> str:
+    for name, module in model.named_modules():
+        if module is head:
+            return name + "."
+    return "\0"
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cfg: BackboneConfig) -> None:
+    head = _head_keys(model)
+    expected = {k: v for k, v in model.state_dict().items() if k not in head}
+    # Drop the checkpoint's classifier (any shape) and ViT pre-logits: the task head is fresh.
+    state = {k: v for k, v in state.items() if k not in head and not k.startswith(("head.", "pre_logits."))}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing[:10]}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:10]}")
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}): {shapes[:10]}")
+        raise CheckpointError(
+            f"checkpoint {path} does not fit backbone {cfg.name!r} (timm {cfg.timm_name}): " + "; ".join(parts)
+            + ". Check that the file is for this architecture, or choose the matching backbone=..."
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _load_npz(model: nn.Module, path: Path, cfg: BackboneConfig) -> None:
+    if not hasattr(model, "load_pretrained"):
+        raise CheckpointError(
+            f"backbone.weights={path}: .npz files are read for timm ViTs only, not {type(model).__name__}; "
+            "convert it to .safetensors or .pth"
+        )
+    head = model.get_classifier()
+    saved = {k: v.clone() for k, v in head.state_dict().items()}
+    try:
+        model.load_pretrained(str(path))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit backbone {cfg.name!r} (timm {cfg.timm_name}): {type(exc).__name__}: {exc}"
+        ) from None
+    head.load_state_dict(saved)  # timm's npz loader may copy a matching head; the task head stays fresh
+
+
+def backbone_data_config(model: nn.Module) -> dict[str, Any]:
+    """Mean, std, interpolation and input size from the model's timm pretrained config."""
+    pc = getattr(model, "pretrained_cfg", None) or {}
+    return {
+        "mean": tuple(pc.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(pc.get("std", (0.229, 0.224, 0.225))),
+        "interpolation": pc.get("interpolation", "bicubic"),
+        "input_size": tuple(pc.get("input_size", (3, 224, 224))),
+    }

@@ -1,0 +1,125 @@
+"""End to end through the console scripts, the way users run them: train -> JSON -> leaderboard.
+
+Each test runs the real entry points in a subprocess with results and data under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FAST = ["trainer.epochs=2", "trainer.warmup_epochs=1", "trainer.progress=false", "trainer.device=cpu"]
+
+
+def _run(tmp_path: Path, *args: str, app: str = "train") -> subprocess.CompletedProcess:
+    module = {"train": "peftbench.cli.train", "params": "peftbench.cli.params", "leaderboard": "peftbench.cli.leaderboard"}
+    cmd = [sys.executable, "-m", module[app], *args]
+    if app == "train":
+        cmd += [f"paths.results_dir={tmp_path / 'results'}", f"data.root={tmp_path / 'data'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+
+def _results(tmp_path: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "results" / "runs").rglob("result.json"))]
+
+
+def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
+    proc = _run(tmp_path, "-m", "method=full,linear", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = _results(tmp_path)
+    assert sorted(r["method"] for r in results) == ["full", "linear"]
+    for r in results:
+        assert r["status"] == "success"
+        m = r["metrics"]
+        assert 0.0 <= m["accuracy"] <= 100.0 and m["accuracy_split"] == "test"
+        assert m["trainable_params"] > 0 and m["peak_train_mem_mb"] > 0 and m["infer_img_s"] > 0
+        assert m["train_img_s"] > 0 and m["checkpoint_bytes"] > 0 and m["wall_seconds"] > 0
+        assert len(r["manifest_sha256"]) == 64 and r["train_split"] == "train800val200"
+        assert r["config"]["backbone"]["name"] == "vit_test" and r["versions"]["torch"]
+        assert (Path(r["run_dir"]) / "metrics.csv").exists() and (Path(r["run_dir"]) / "task.safetensors").exists()
+    full, linear = sorted(results, key=lambda r: r["method"])
+    assert full["metrics"]["trainable_params_without_head"] == full["metrics"]["backbone_params"]
+    assert linear["metrics"]["trainable_params_without_head"] == 0
+    # the same data on both runs
+    assert full["manifest_sha256"] == linear["manifest_sha256"]
+
+    proc = _run(tmp_path, "--results-dir", str(tmp_path / "results"), app="leaderboard")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "results" / "leaderboard" / "embedded.csv")
+    assert sorted(table["method"]) == ["full", "linear"]
+    assert set(table["dsprites_loc"]) == {r["metrics"]["accuracy"] for r in results}
+
+    # rerunning the same command skips the finished runs and loses nothing
+    before = {r["run_dir"]: r["finished_at"] for r in results}
+    proc = _run(tmp_path, "-m", "method=full,linear", *FAST)
+    assert proc.returncode == 0 and proc.stdout.count("finished run exists, skipped") == 2
+    assert {r["run_dir"]: r["finished_at"] for r in _results(tmp_path)} == before
+
+    # on_existing=error refuses; overwrite keeps a backup
+    proc = _run(tmp_path, "method=linear", *FAST, "on_existing=error")
+    assert proc.returncode == 2 and "on_existing=overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run(tmp_path, "method=linear", *FAST, "on_existing=overwrite")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(Path(linear["run_dir"]).glob("result.json.bak-*"))
+
+
+def test_tune_protocol_uses_val200(tmp_path):
+    proc = _run(tmp_path, "protocol=tune", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (r,) = _results(tmp_path)
+    assert (r["train_split"], r["eval_split"]) == ("train800", "val200")
+
+
+def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # lr=1e30 makes full fine-tuning overflow: a real divergence, not a mocked one
+    proc = _run(tmp_path, "-m", "method=full", "trainer.lr=1e30,1e-3", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    statuses = sorted(r["status"] for r in _results(tmp_path))
+    assert statuses == ["diverged", "success"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("backbone=vit_nope", ["vit_b16_in21k", "vit_test"]),
+        ("method=lorra", ["full", "linear"]),
+        ("dataset=vtab/cifar1000", ["cifar", "dtd"]),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(tmp_path, override, expected):
+    proc = _run(tmp_path, override, *FAST)
+    assert proc.returncode != 0
+    assert all(name in proc.stderr + proc.stdout for name in expected)
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_data_root_explains_the_layout(tmp_path):
+    proc = _run(tmp_path, "dataset=vtab/cifar", *FAST)
+    assert proc.returncode == 2
+    assert "train800val200.txt" in proc.stderr and "data.root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_values_are_user_errors(tmp_path):
+    for override, needle in [("protocol=best", "tune, final"), ("trainer.precision=fp16", "precision"),
+                             ("optim.name=adam", "adamw, sgd"), ("+method.rank=4", "no option")]:
+        proc = _run(tmp_path, override, *FAST)
+        assert proc.returncode == 2, (override, proc.stderr[-1000:])
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_params_app_prints_one_json_object(tmp_path):
+    proc = _run(tmp_path, "backbone=vit_b16_in21k", "method=linear", app="params")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["trainable_params"] == 769 * 100
+    assert out["trainable_params_without_head"] == 0
+    assert out["total_params"] == 85_798_656 + 76_900
+    assert out["trainable_percent"] == 0.0
