@@ -123,3 +123,35 @@ def test_params_app_prints_one_json_object(tmp_path):
     assert out["trainable_params_without_head"] == 0
     assert out["total_params"] == 85_798_656 + 76_900
     assert out["trainable_percent"] == 0.0
+
+
+def test_data_and_checkpoint_errors_through_the_cli(tmp_path):
+    from tests.test_data import vtab_tree
+
+    d = vtab_tree(tmp_path / "data", task="dtd")
+    (d / "images" / "train800" / "3.png").write_bytes(b"broken")
+    proc = _run(tmp_path, "dataset=vtab/dtd", *FAST)
+    assert proc.returncode == 2 and "cannot read image" in proc.stderr and "3.png" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (r,) = _results(tmp_path)  # the crash is recorded, not lost
+    assert r["status"] == "failed" and "cannot read image" in r["message"]
+
+    (d / "test.txt").write_text("images/test/0.png 99\n")
+    proc = _run(tmp_path, "dataset=vtab/dtd", "protocol=final", *FAST)
+    assert proc.returncode == 2 and "test.txt:1: label 99 is out of range" in proc.stderr
+
+    bad = tmp_path / "not_a_vit.pth"
+    import torch
+
+    torch.save({"some.weight": torch.zeros(3)}, bad)
+    proc = _run(tmp_path, f"backbone.weights={bad}", *FAST)
+    assert proc.returncode == 2 and "missing keys" in proc.stderr and "unexpected keys" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wandb_logger_runs_offline_without_credentials(tmp_path):
+    proc = _run(tmp_path, "logger=wandb", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = _results(tmp_path)
+    assert list(Path(r["run_dir"]).glob("wandb/offline-run-*"))
+    assert (Path(r["run_dir"]) / "metrics.csv").exists()  # the CSV log is always written
