@@ -128,6 +128,11 @@ def run(cfg: Any) -> dict[str, Any]:
         print(f"[peftbench] previous result moved to {backup}")
 
     method = build_method(rc.method_name, rc.method_options)
+    if rc.trainer.merge and not method.mergeable:
+        raise ConfigError(
+            f"trainer.merge=true but method {method.name!r} is not mergeable; drop trainer.merge or pick a "
+            "reparameter method (e.g. lora, ssf, repadapter, fact_tt)"
+        )
     if rc.trainer.num_threads > 0:
         torch.set_num_threads(rc.trainer.num_threads)
     device = resolve_device(rc.trainer.device)
@@ -232,11 +237,6 @@ def _merge_and_measure(rc: RunConfig, method, model, batch, device, dtype, out: 
     """Merge a reparameter method into a plain backbone; measure it against the untouched backbone."""
     from safetensors.torch import save_file
 
-    if not method.mergeable:
-        raise ConfigError(
-            f"trainer.merge=true but method {method.name!r} is not mergeable; drop trainer.merge or pick a "
-            "reparameter method (lora, ssf, repadapter, fact_tt, ...)"
-        )
     model.eval()
     with torch.inference_mode():
         before = model(batch.to(device)).float()

@@ -29,6 +29,7 @@ class Row:
         source: which paper table the count matches.
         backbones: backbone families the method is defined for; others must raise.
         mergeable: the method folds back into a plain backbone.
+        requires: optional packages the method needs (its tests skip cleanly without them).
     """
 
     name: str
@@ -39,6 +40,7 @@ class Row:
     source: str = ""
     backbones: tuple[str, ...] = ("vit", "swin")
     mergeable: bool = False
+    requires: tuple[str, ...] = ()
 
 
 D, L, MLP = 768, 12, 3072  # ViT-B/16

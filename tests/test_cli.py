@@ -155,3 +155,16 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path):
     (r,) = _results(tmp_path)
     assert list(Path(r["run_dir"]).glob("wandb/offline-run-*"))
     assert (Path(r["run_dir"]) / "metrics.csv").exists()  # the CSV log is always written
+
+
+def test_merge_records_merged_against_base_throughput(tmp_path):
+    proc = _run(tmp_path, "method=lora", "trainer.merge=true", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (r,) = _results(tmp_path)
+    m = r["metrics"]
+    assert r["family"] == "partial" and r["subfamily"] == "reparameter"
+    assert m["merge_max_abs_diff"] <= 1e-4
+    assert m["merged_infer_over_base"] == pytest.approx(m["merged_infer_img_s"] / m["base_infer_img_s"])
+    assert (Path(r["run_dir"]) / "merged.safetensors").stat().st_size > m["checkpoint_bytes"]
+    proc = _run(tmp_path, "method=linear", "trainer.merge=true", *FAST)
+    assert proc.returncode == 2 and "not mergeable" in proc.stderr and not list((tmp_path / "results" / "runs").rglob("linear"))

@@ -1,0 +1,1 @@
+"""Bridge to Hugging Face PEFT: its tuners (LoRA, DoRA, LoHa, LoKr, OFT, BOFT, VeRA, ...) on timm backbones."""

@@ -1,0 +1,192 @@
+"""LoRA: low-rank updates of the attention projections, merged into the weights after training.
+
+Paper: Hu, Shen, Wallis, Allen-Zhu, Li, Wang, Wang, Chen (2021/ICLR 2022), "LoRA: Low-Rank Adaptation of
+Large Language Models". Update of a frozen ``W``: ``W + s * B A`` with ``A`` (r x in) kaiming-uniform
+(``a = sqrt(5)``, as the official ``loralib``), ``B`` (out x r) zero, so the model is unchanged at init.
+
+Two registered forms, because the VTAB-1k tables and the paper disagree on the structure:
+
+* ``lora`` (default = NOAH's "LoRA-8", the row NOAH, FacT and V-PETL Bench print): reference implementation
+  ZhangYuanhan-AI/NOAH ``model/supernet_vision_transformer_timm.py`` (``Attention.LoRA_a/LoRA_b``) with
+  ``experiments/LoRA/ViT-B_prompt_lora_8.yaml``: ONE rank-8 pair on the whole fused qkv output
+  (768 -> 8 -> 2304), dropout 0.1 on the branch input (``--drop_rate_LoRA 0.1``), no alpha/r scaling.
+  Count on ViT-B/16: 12 * (768*8 + 8*2304) = 294,912 = the 0.29M of NOAH (Zhang, Zhou & Liu 2022,
+  "Neural Prompt Search", Table 1). V-PETL Bench's README table reprints the same numbers (72.25 mean,
+  0.29M) although its code (``ImageClassification/models/vision_transformer_lora.py``) adapts W_q and W_v
+  only: same count, different function; its code also zero-inits the v-branch's A (a bug, not reproduced).
+  NOAH's recipe (``configs/LoRA/VTAB/slurm_train_lora_vtab.sh``): AdamW lr 1e-3, wd 1e-4, batch 64,
+  100 epochs, no augmentation, no label smoothing.
+* ``lora_qv`` (the LoRA paper's own form and V-PETL Bench's code): separate rank-8 pairs on the q and v
+  slices of timm's fused qkv (k untouched), scaled by alpha / r with alpha = 8 (the paper sets alpha to
+  the first r it tries and keeps it fixed, Section 4.1), no dropout. Same 294,912 parameters.
+
+``targets`` chooses the structure for both names: ``qkv`` (whole fused output, one pair), ``q_v``,
+``q_k_v`` (one pair per slot of the fused qkv), ``q_k_v_o`` (plus the attention output projection),
+``all_linear`` (whole qkv, proj, fc1, fc2). Works on Swin (its ``attn.qkv`` is fused the same way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from peftbench.errors import ConfigError
+from peftbench.methods.base import MethodConfig, PeftMethod, register_method
+from peftbench.methods.partial.reparam.wrappers import (
+    QKV_SLOTS,
+    MergeableLinear,
+    block_linears,
+    merge_linear_wrappers,
+    scatter_slots,
+)
+from peftbench.methods.utils import replace_module
+
+# target preset -> ((block-relative Linear, number of equal output slots, adapted slots or None = whole))
+_WHOLE = None
+TARGETS: dict[str, tuple[tuple[str, int, tuple[int, ...] | None], ...]] = {
+    "qkv": (("attn.qkv", 1, _WHOLE),),
+    "q_v": (("attn.qkv", 3, (QKV_SLOTS["q"], QKV_SLOTS["v"])),),
+    "q_k_v": (("attn.qkv", 3, (0, 1, 2)),),
+    "q_k_v_o": (("attn.qkv", 3, (0, 1, 2)), ("attn.proj", 1, _WHOLE)),
+    "all_linear": (
+        ("attn.qkv", 1, _WHOLE),
+        ("attn.proj", 1, _WHOLE),
+        ("mlp.fc1", 1, _WHOLE),
+        ("mlp.fc2", 1, _WHOLE),
+    ),
+}
+
+
+@dataclasses.dataclass
+class LoRAConfig(MethodConfig):
+    """LoRA options; defaults reproduce NOAH's LoRA-8 on ViT-B/16 (0.29M).
+
+    Attributes:
+        rank: r, the inner dimension of each pair.
+        alpha: scaling numerator, update = alpha / r * B A; None = no scaling (NOAH, V-PETL).
+        targets: which layers / slots get a pair (see :data:`TARGETS`).
+        dropout: dropout on the branch input (training only).
+    """
+
+    rank: int = 8
+    alpha: float | None = None
+    targets: str = "qkv"
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"lora rank must be an integer >= 1, got {self.rank!r}; e.g. method.rank=8")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ConfigError(f"lora alpha must be > 0 or null (no scaling), got {self.alpha!r}")
+        if self.targets not in TARGETS:
+            raise ConfigError(
+                f"lora targets {self.targets!r} is not one of {', '.join(sorted(TARGETS))}; "
+                "e.g. method.targets=q_v for the paper's W_q/W_v form"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lora dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def scaling(self) -> float:
+        """The factor on B A: alpha / r, or 1 when alpha is None."""
+        return 1.0 if self.alpha is None else self.alpha / self.rank
+
+
+@dataclasses.dataclass
+class LoRAQVConfig(LoRAConfig):
+    """The LoRA paper's form: W_q and W_v, alpha / r scaling with alpha = r = 8, no dropout."""
+
+    alpha: float | None = 8.0
+    targets: str = "q_v"
+    dropout: float = 0.0
+
+
+class LoRALinear(MergeableLinear):
+    """``y = base(x) + s * [B_p A_p dropout(x)]`` written into the adapted output slots ``p``.
+
+    ``lora_A`` holds one ``(r, in)`` matrix per adapted slot, ``lora_B`` one ``(W, r)`` matrix, where the
+    output of ``base_layer`` is ``num_slots`` slots of width ``W`` (timm's qkv: 3 slots q, k, v).
+    """
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        rank: int,
+        scaling: float,
+        dropout: float = 0.0,
+        num_slots: int = 1,
+        slots: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__(base_layer)
+        if base_layer.out_features % num_slots:
+            raise ConfigError(f"{base_layer} output cannot be split into {num_slots} slots")
+        self.num_slots = num_slots
+        self.slots = tuple(range(num_slots)) if slots is None else tuple(slots)
+        self.scaling = scaling
+        width = base_layer.out_features // num_slots
+        w = base_layer.weight
+        self.lora_A = nn.Parameter(
+            torch.empty(len(self.slots), rank, base_layer.in_features, dtype=w.dtype, device=w.device)
+        )
+        self.lora_B = nn.Parameter(torch.zeros(len(self.slots), width, rank, dtype=w.dtype, device=w.device))
+        for a in self.lora_A.data:  # per slot, so fan_in = in_features as for one nn.Linear(in, r)
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)  # (..., out)
+        h = torch.einsum("...i,pri->...pr", self.dropout(x), self.lora_A)  # (..., P, r)
+        delta = torch.einsum("...pr,pwr->...pw", h, self.lora_B) * self.scaling  # (..., P, W)
+        return out + scatter_slots(delta, self.slots, self.num_slots)
+
+    def delta_weight(self) -> torch.Tensor:
+        per_slot = torch.einsum("pwr,pri->pwi", self.lora_B, self.lora_A) * self.scaling  # (P, W, in)
+        full = per_slot.new_zeros(self.num_slots, *per_slot.shape[1:])  # (S, W, in)
+        index = torch.tensor(self.slots, device=per_slot.device)
+        return full.index_copy(0, index, per_slot).reshape(self.out_features, self.in_features)
+
+
+def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
+    """Wrap the layers chosen by ``cfg.targets`` in every transformer block with :class:`LoRALinear`.
+
+    Args:
+        model: timm ViT or Swin.
+        cfg: the LoRA options.
+
+    Returns:
+        The same model, adapted in place.
+    """
+    for rel_path, num_slots, slots in TARGETS[cfg.targets]:
+        for name, linear in block_linears(model, rel_path):
+            wrapper = LoRALinear(linear, cfg.rank, cfg.scaling, cfg.dropout, num_slots, slots)
+            replace_module(model, name, wrapper)
+    return model
+
+
+@register_method
+class LoRA(PeftMethod):
+    """LoRA as in NOAH's VTAB-1k table: rank 8 on the whole fused qkv, no scaling, dropout 0.1."""
+
+    name = "lora"
+    family = "partial"
+    subfamily = "reparameter"
+    config_cls = LoRAConfig
+    mergeable = True
+    backbones = ("vit", "swin")
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        return apply_lora(model, self.config)  # type: ignore[arg-type]
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return merge_linear_wrappers(model)
+
+
+@register_method
+class LoRAQV(LoRA):
+    """The LoRA paper's form on timm's fused qkv: W_q and W_v slices, alpha / r scaling."""
+
+    name = "lora_qv"
+    config_cls = LoRAQVConfig
