@@ -127,7 +127,11 @@ def run(cfg: Any) -> dict[str, Any]:
         result_path.rename(backup)
         print(f"[peftbench] previous result moved to {backup}")
 
-    method = build_method(rc.method_name, rc.method_options)
+    options = dict(rc.method_options)
+    if "task" in options and options["task"] is None:
+        # Methods with per-task settings (e.g. VPT's prompt lengths) learn the task from the harness.
+        options["task"] = rc.dataset.name
+    method = build_method(rc.method_name, options)
     if rc.trainer.merge and not method.mergeable:
         raise ConfigError(
             f"trainer.merge=true but method {method.name!r} is not mergeable; drop trainer.merge or pick a "
