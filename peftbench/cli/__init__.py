@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import peftbench
 
@@ -51,3 +53,22 @@ def check_group_overrides(argv: list[str]) -> None:
                     file=sys.stderr,
                 )
                 raise SystemExit(2)
+
+
+def reporting_user_errors(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn``; a :class:`~peftbench.errors.PeftbenchError` becomes one message on stderr and exit 2."""
+    from peftbench.errors import PeftbenchError
+    from peftbench.run import user_error_exit
+
+    try:
+        return fn(*args)
+    except PeftbenchError as exc:
+        raise user_error_exit(exc) from None
+
+
+def console(hydra_main: Callable[[], Any]) -> None:
+    """Console-script body: check group options (clear errors for typos), then run the Hydra app."""
+    import sys
+
+    check_group_overrides(sys.argv[1:])
+    hydra_main()

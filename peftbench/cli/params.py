@@ -12,8 +12,7 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from peftbench.cli import check_group_overrides, config_dir
-from peftbench.errors import PeftbenchError
+from peftbench.cli import config_dir, console, reporting_user_errors
 
 
 def param_report(cfg: DictConfig) -> dict:
@@ -42,20 +41,12 @@ def param_report(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="params")
 def _main(cfg: DictConfig) -> None:
-    from peftbench.run import user_error_exit
-
-    try:
-        print(json.dumps(param_report(cfg)))
-    except PeftbenchError as exc:
-        raise user_error_exit(exc) from None
+    print(json.dumps(reporting_user_errors(param_report, cfg)))
 
 
 def main() -> None:
     """Console-script entry point."""
-    import sys
-
-    check_group_overrides(sys.argv[1:])
-    _main()
+    console(_main)
 
 
 if __name__ == "__main__":

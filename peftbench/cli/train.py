@@ -11,18 +11,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from peftbench.cli import check_group_overrides, config_dir
-from peftbench.errors import PeftbenchError
+from peftbench.cli import config_dir, console, reporting_user_errors
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def _main(cfg: DictConfig) -> None:
-    from peftbench.run import run, user_error_exit
+    from peftbench.run import run
 
-    try:
-        result = run(cfg)
-    except PeftbenchError as exc:
-        raise user_error_exit(exc) from None
+    result = reporting_user_errors(run, cfg)
     metrics = result.get("metrics", {})
     print(
         f"[peftbench] {result['status']}: {result['method']} on {result['suite']}/{result['task']} "
@@ -34,10 +30,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    import sys
-
-    check_group_overrides(sys.argv[1:])
-    _main()
+    console(_main)
 
 
 if __name__ == "__main__":

@@ -106,23 +106,30 @@ def backbone_family(model: nn.Module) -> str:
     return "other"
 
 
-def method_owned_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    """Parameters inside :class:`PeftModule` instances, skipping wrapped ``base_layer`` children."""
+def method_owned_parameters(
+    model: nn.Module, owners: tuple[type[nn.Module], ...] = (PeftModule,)
+) -> Iterator[nn.Parameter]:
+    """Parameters inside instances of ``owners`` (default :class:`PeftModule`), skipping ``base_layer`` children.
+
+    Args:
+        model: the model with the method's modules injected.
+        owners: module classes whose parameters belong to the method (e.g. PEFT's tuner layer class).
+
+    Returns:
+        An iterator over distinct parameters, in module order.
+    """
     seen: set[int] = set()
 
     def walk(module: nn.Module, owned: bool) -> Iterator[nn.Parameter]:
-        owned = owned or isinstance(module, PeftModule)
+        owned = owned or isinstance(module, owners)
         if owned:
             for p in module.parameters(recurse=False):
                 if id(p) not in seen:
                     seen.add(id(p))
                     yield p
         for child_name, child in module.named_children():
-            if child_name == "base_layer":
-                # The frozen original; it may itself contain method modules deeper down.
-                yield from walk(child, False)
-            else:
-                yield from walk(child, owned)
+            # A wrapped original is frozen; it may itself contain method modules deeper down.
+            yield from walk(child, owned and child_name != "base_layer")
 
     yield from walk(model, False)
 

@@ -155,8 +155,8 @@ def _new_prompt(length: int, dim: int, bound: float, like: torch.Tensor) -> nn.P
     return nn.Parameter(prompt)
 
 
-class PromptInserter(PeftModule):
-    """Runs ``base_layer`` (timm's ``norm_pre``), then inserts ``p`` learned tokens after the prefix tokens."""
+class _PromptWrapper(PeftModule):
+    """Holds ``p`` learned prompt tokens, their dropout, and the wrapped module as ``base_layer``."""
 
     def __init__(
         self,
@@ -173,6 +173,10 @@ class PromptInserter(PeftModule):
         self.num_prefix = num_prefix
         self.prompt = _new_prompt(length, dim, bound, like)  # (p, D)
         self.dropout = nn.Dropout(dropout)
+
+
+class PromptInserter(_PromptWrapper):
+    """Runs ``base_layer`` (timm's ``norm_pre``), then inserts ``p`` learned tokens after the prefix tokens."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.base_layer(x)  # (B, P + N, D): prefix tokens, then patch tokens
@@ -181,24 +185,8 @@ class PromptInserter(PeftModule):
         return torch.cat((x[:, : self.num_prefix], prompts, x[:, self.num_prefix :]), dim=1)
 
 
-class DeepPromptBlock(PeftModule):
+class DeepPromptBlock(_PromptWrapper):
     """Replaces the tokens at the prompt positions with this block's own prompts, then runs the block."""
-
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        length: int,
-        dim: int,
-        num_prefix: int,
-        bound: float,
-        dropout: float,
-        like: torch.Tensor,
-    ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
-        self.num_prefix = num_prefix
-        self.prompt = _new_prompt(length, dim, bound, like)  # (p, D)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         start, stop = self.num_prefix, self.num_prefix + self.prompt.shape[0]

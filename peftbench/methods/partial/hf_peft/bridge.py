@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.base import MethodConfig, PeftMethod, method_owned_parameters
 from peftbench.methods.partial.reparam.wrappers import block_linears
 from peftbench.methods.utils import replace_module
 
@@ -185,17 +185,4 @@ def tuner_layer_parameters(model: nn.Module, method: str = "hf_peft") -> Iterato
         An iterator over distinct parameters, in module order.
     """
     base_tuner_layer = import_peft(method).tuners.tuners_utils.BaseTunerLayer
-    seen: set[int] = set()
-
-    def walk(module: nn.Module, owned: bool) -> Iterator[nn.Parameter]:
-        owned = owned or isinstance(module, base_tuner_layer)
-        if owned:
-            for p in module.parameters(recurse=False):
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield p
-        for child_name, child in module.named_children():
-            # the frozen original inside a tuner layer is not the method's
-            yield from walk(child, owned and child_name != "base_layer")
-
-    yield from walk(model, False)
+    yield from method_owned_parameters(model, (base_tuner_layer,))
