@@ -55,14 +55,15 @@ class MergeableLinear(PeftModule):
         """The base layer with the update folded in (in place; the wrapper must be dropped after)."""
         base = self.base_layer
         with torch.no_grad():
-            base.weight.add_(self.delta_weight().to(base.weight.dtype))
-            db = self.delta_bias()
+            # Both deltas may read the original weight (e.g. RepAdapter's offset): compute them first.
+            dw, db = self.delta_weight(), self.delta_bias()
+            if db is not None and base.bias is None:
+                raise MethodNotSupportedError(
+                    f"cannot merge a bias update into {type(base).__name__} without a bias: the merged "
+                    "backbone would gain parameters. Disable the method's bias option to merge."
+                )
+            base.weight.add_(dw.to(base.weight.dtype))
             if db is not None:
-                if base.bias is None:
-                    raise MethodNotSupportedError(
-                        f"cannot merge a bias update into {type(base).__name__} without a bias: the merged "
-                        "backbone would gain parameters. Disable the method's bias option to merge."
-                    )
                 base.bias.add_(db.to(base.bias.dtype))
         return base
 
