@@ -1,0 +1,240 @@
+"""Convpass: convolutional bypasses in parallel with every block's attention and MLP (ViT only).
+
+Paper: Jie & Deng (2022), "Convolutional Bypasses Are Better Vision Transformer Adapters" (technical
+report). Reference implementation followed: JieShibo/PETL-ViT ``convpass/vtab/convpass.py`` (``Convpass``,
+``forward_block``, ``set_Convpass``) and ``convpass/vtab/train.py``:
+
+* a block computes ``x + MSA(LN1(x)) + s * C(LN1(x))`` then ``x + MLP(LN2(x)) + s * C'(LN2(x))``;
+* ``C`` = Linear D -> h (xavier-uniform, zero bias), QuickGELU, 3x3 Conv2d h -> h (padding 1, zero bias)
+  on the patch tokens laid out on their grid, QuickGELU, dropout 0.1, Linear h -> D (weight and bias
+  zero, so the model is the backbone at init), h = 8;
+* the class token goes through the same conv as a 1x1 map with zero padding, i.e. only the kernel's
+  centre tap (done here for every prefix token: class and register tokens);
+* conv init per task (``xavier_init`` in ``configs/convpass/<task>.yaml``): ``identity`` (zero kernel
+  plus the identity at the centre tap) or ``xavier`` (xavier-uniform); s per task from
+  {0.01, 0.1, 1, 10, 100} in the same files (:data:`VTAB1K_SCALE`, :data:`VTAB1K_CONV_INIT`).
+
+Defaults: s = 1 and ``conv_init: identity``, the defaults of ``set_Convpass`` (s = 1 is also the median of
+the per-task values); ``scale: auto`` / ``conv_init: auto`` use the per-task presets (the training entry
+point fills ``task`` from the dataset name). Recipe (paper Table 8, ``train.py``): AdamW lr 1e-3, wd 1e-4,
+batch 64, 100 epochs, cosine with 10 warm-up epochs, drop-path 0.1. Count on ViT-B/16 without head,
+2L((2h + 1)D + 9h^2 + 2h) = 24 x 13,648 = 327,552: the 0.33M of the paper's Table 1 (the ``convpass``
+form; ``convpass_attn``, the attention bypass only, is not registered).
+
+Structure (wrap, never patch): ``block.attn`` and ``block.mlp`` become
+:class:`~peftbench.methods.addition.adapter.layers.ParallelAdapter` s (they already receive LN1(x) /
+LN2(x)), whose branch is a :class:`ConvBypass`. The grid (H, W) and the number of prefix tokens are read
+from the model (``patch_embed.grid_size``, ``num_prefix_tokens``), so any fixed image size works (4x4
+on the test models, 14x14 on ViT-B/16 at 224). Swin raises: its attention sees shifted windows, and the
+bypass needs the whole feature map. Deliberate deviation: the reference draws separate drop-path masks
+for the sub-layer and its bypass; here both share ``drop_path1`` / ``drop_path2`` (identical with the
+harness's default drop-path 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.methods.addition.adapter.layers import (
+    ParallelAdapter,
+    QuickGELU,
+    adapter_blocks,
+    block_width,
+    check_choice,
+    check_dropout,
+    check_positive_int,
+    init_projections,
+    is_positive_number,
+    reference_tensor,
+)
+from peftbench.methods.base import MethodConfig, PeftMethod, register_method
+from peftbench.methods.utils import replace_module
+
+AUTO = "auto"
+CONV_INITS = ("identity", "xavier")
+
+# Per-task s and conv init of the reference VTAB-1k runs (JieShibo/PETL-ViT convpass/vtab/configs/convpass/
+# <task>.yaml: ``scale``, ``xavier_init``), keyed by peftbench's VTAB-1k dataset names.
+VTAB1K_SCALE: dict[str, float] = {
+    "cifar": 0.1, "caltech101": 1.0, "dtd": 0.01, "oxford_flowers102": 0.1, "oxford_iiit_pet": 1.0,
+    "svhn": 100.0, "sun397": 0.1, "patch_camelyon": 10.0, "eurosat": 10.0, "resisc45": 10.0,
+    "diabetic_retinopathy": 1.0, "clevr_count": 1.0, "clevr_dist": 0.1, "dmlab": 10.0, "kitti": 10.0,
+    "dsprites_loc": 100.0, "dsprites_ori": 0.1, "smallnorb_azi": 100.0, "smallnorb_ele": 1.0,
+}  # fmt: skip
+_XAVIER_TASKS = (
+    "clevr_dist", "dsprites_loc", "dsprites_ori", "dtd", "kitti", "oxford_flowers102", "oxford_iiit_pet",
+    "smallnorb_azi", "smallnorb_ele", "svhn",
+)  # fmt: skip
+VTAB1K_CONV_INIT: dict[str, str] = {
+    task: ("xavier" if task in _XAVIER_TASKS else "identity") for task in VTAB1K_SCALE
+}
+
+
+@dataclasses.dataclass
+class ConvpassConfig(MethodConfig):
+    """Convpass options; defaults are the reference's ``set_Convpass`` defaults (h = 8, s = 1, identity conv).
+
+    Attributes:
+        dim: h, the bypass width (input and output channels of the 3x3 conv).
+        scale: s, or ``"auto"``: look ``task`` up in ``scale_per_task``.
+        conv_init: ``identity`` / ``xavier``, or ``"auto"``: look ``task`` up in ``conv_init_per_task``.
+        dropout: dropout before the up projection (training only).
+        scale_per_task: task name -> s, used by ``scale: auto``.
+        conv_init_per_task: task name -> conv init, used by ``conv_init: auto``.
+        task: the dataset name (peftbench's ``dataset.name``) that ``auto`` looks up.
+    """
+
+    dim: int = 8
+    scale: float | str = 1.0
+    conv_init: str = "identity"
+    dropout: float = 0.1
+    scale_per_task: dict[str, float] = dataclasses.field(default_factory=lambda: dict(VTAB1K_SCALE))
+    conv_init_per_task: dict[str, str] = dataclasses.field(default_factory=lambda: dict(VTAB1K_CONV_INIT))
+    task: str | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int("convpass", "dim", self.dim)
+        if self.scale != AUTO and not is_positive_number(self.scale):
+            raise ConfigError(
+                f"convpass scale must be a number > 0 or 'auto' (per-task preset), got {self.scale!r}; "
+                "e.g. method.scale=10 or method.scale=auto"
+            )
+        check_choice("convpass", "conv_init", self.conv_init, (*CONV_INITS, AUTO))
+        check_dropout("convpass", self.dropout)
+        for task, s in dict(self.scale_per_task).items():
+            if not is_positive_number(s):
+                raise ConfigError(f"convpass scale_per_task[{task!r}] must be a number > 0, got {s!r}")
+        for task, init in dict(self.conv_init_per_task).items():
+            check_choice("convpass", f"conv_init_per_task.{task}", init, CONV_INITS)
+        if self.task is not None and not isinstance(self.task, str):
+            raise ConfigError(f"convpass task must be a dataset name or null, got {self.task!r}")
+
+    def resolved(self) -> tuple[float, str]:
+        """The ``(scale, conv_init)`` to use, with ``auto`` values looked up for ``task``.
+
+        Returns:
+            s and the conv init name.
+        """
+        scale = self._lookup("scale", self.scale_per_task) if self.scale == AUTO else float(self.scale)
+        init = (
+            self._lookup("conv_init", self.conv_init_per_task) if self.conv_init == AUTO else self.conv_init
+        )
+        return float(scale), str(init)
+
+    def _lookup(self, option: str, presets: dict) -> float | str:
+        known = ", ".join(sorted(presets)) or "(none)"
+        if self.task is None:
+            raise ConfigError(
+                f"convpass {option}=auto needs the task name: set method.task=<dataset name> (the training "
+                f"entry point fills it from dataset.name) or a fixed method.{option}; tasks with a preset: {known}"
+            )
+        if self.task not in presets:
+            raise ConfigError(
+                f"convpass {option}=auto has no preset for task {self.task!r}; tasks with a preset: {known}. "
+                f"Add one with method.{option}_per_task.{self.task}=<value> or set a fixed method.{option}"
+            )
+        return presets[self.task]
+
+
+class ConvBypass(nn.Module):
+    """Down -> QuickGELU -> 3x3 conv on the patch grid -> QuickGELU -> dropout -> up, on ``(B, N, D)`` tokens.
+
+    Args:
+        width: D, the token width.
+        dim: h, the bypass width.
+        grid: (H, W), the patch grid; the tokens are ``num_prefix`` prefix tokens then H * W patches.
+        num_prefix: class (and register) tokens in front of the patches.
+        conv_init: ``identity`` or ``xavier``.
+        dropout: dropout before the up projection.
+        like: a backbone tensor whose dtype and device the new layers take.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        dim: int,
+        grid: tuple[int, int],
+        num_prefix: int,
+        conv_init: str,
+        dropout: float,
+        like: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": like.dtype, "device": like.device}
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.num_prefix = int(num_prefix)
+        self.down = nn.Linear(width, dim, **factory)
+        self.conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, **factory)
+        self.act = QuickGELU()
+        self.dropout = nn.Dropout(dropout)
+        self.up = nn.Linear(dim, width, **factory)
+        init_projections(self.down, self.up, "xavier_zero", 0.0)
+        with torch.no_grad():
+            if conv_init == "identity":
+                self.conv.weight.zero_()
+                self.conv.weight[:, :, 1, 1] = torch.eye(dim, **factory)
+            else:
+                nn.init.xavier_uniform_(self.conv.weight)
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        (H, W), P = self.grid, self.num_prefix
+        if N != P + H * W:
+            raise MethodNotSupportedError(
+                f"convpass expects {P} prefix tokens + a {H}x{W} patch grid = {P + H * W} tokens, got {N}; "
+                "feed images of the size the backbone was built for (backbone img_size)"
+            )
+        h = self.act(self.down(x))  # (B, N, h)
+        patches = h[:, P:].transpose(1, 2).reshape(B, -1, H, W)  # (B, h, H, W), row-major like the tokens
+        patches = self.conv(patches).flatten(2).transpose(1, 2)  # (B, H*W, h)
+        # A 3x3 conv with zero padding on a 1x1 map sees only its centre tap.
+        prefix = F.linear(h[:, :P], self.conv.weight[:, :, 1, 1], self.conv.bias)  # (B, P, h)
+        h = self.act(torch.cat((prefix, patches), dim=1))  # (B, N, h)
+        return self.up(self.dropout(h))  # (B, N, D)
+
+
+def apply_convpass(model: nn.Module, cfg: ConvpassConfig, method: str = "convpass") -> nn.Module:
+    """Put a convolutional bypass in parallel with ``attn`` and ``mlp`` of every ViT block.
+
+    Args:
+        model: a timm VisionTransformer with a fixed image size.
+        cfg: the Convpass options (``auto`` values need ``cfg.task``).
+        method: the method's name, for error messages.
+
+    Returns:
+        The same model, adapted in place.
+    """
+    if getattr(model, "dynamic_img_size", False):
+        raise MethodNotSupportedError(
+            f"method {method!r} lays the patch tokens on the grid fixed at build time; this backbone has "
+            "dynamic_img_size=True. Build it with a fixed img_size."
+        )
+    scale, conv_init = cfg.resolved()
+    grid = tuple(model.patch_embed.grid_size)
+    num_prefix = int(model.num_prefix_tokens)
+    for name, block in adapter_blocks(model, method):
+        width, like = block_width(block), reference_tensor(block)
+        for sub in ("attn", "mlp"):
+            bypass = ConvBypass(width, cfg.dim, grid, num_prefix, conv_init, cfg.dropout, like)  # type: ignore[arg-type]
+            replace_module(model, f"{name}.{sub}", ParallelAdapter(getattr(block, sub), bypass, scale))
+    return model
+
+
+@register_method
+class Convpass(PeftMethod):
+    """Convpass: a 3x3-conv bypass (h = 8) beside every block's attention and MLP, scaled by s."""
+
+    name = "convpass"
+    family = "addition"
+    subfamily = "adapter"
+    config_cls = ConvpassConfig
+    backbones = ("vit",)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        return apply_convpass(model, self.config, self.name)  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""Building blocks shared by the adapter methods: the bottleneck, its inits, and the two wrappers.
+
+* :class:`Bottleneck` is ``up(dropout(act(down(norm(x)))))`` with ``down: D -> r`` and ``up: r -> D``
+  (both with bias), an optional LayerNorm in front (AdaptFormer's ``adapter_layernorm_option="in"``).
+* :class:`SequentialAdapter` wraps a module ``f`` as ``h + s * adapter(h)`` with ``h = f(x)`` (Houlsby /
+  Pfeiffer placement: the adapter reads the sub-layer's output, before the residual add).
+* :class:`ParallelAdapter` wraps ``f`` as ``f(x) + s * adapter(x)`` (AdaptFormer, Convpass, AIM's MLP
+  adapter: the adapter reads the sub-layer's input).
+
+Both wrappers keep the original sub-layer as ``base_layer`` (frozen by the harness) and forward every
+extra argument to it, so they replace timm's ``Block.attn`` / ``Block.mlp`` and Swin's
+``SwinTransformerBlock.attn`` / ``.mlp`` in place without touching the blocks' code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.methods.base import PeftModule
+from peftbench.methods.utils import transformer_blocks
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the GELU approximation of CLIP, used by NOAH's and Convpass's adapters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "quick_gelu": QuickGELU, "relu": nn.ReLU}
+
+
+def _zero_biases(*layers: nn.Module) -> None:
+    for layer in layers:
+        if getattr(layer, "bias", None) is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def _init_normal(down: nn.Linear, up: nn.Linear, std: float) -> None:
+    # timm's trunc_normal_(w, std) keeps its default cut at +-2 (absolute): a plain normal for std << 1.
+    for layer in (down, up):
+        nn.init.trunc_normal_(layer.weight, std=std, a=-2.0, b=2.0)
+
+
+def _init_trunc_normal(down: nn.Linear, up: nn.Linear, std: float) -> None:
+    # Houlsby et al.: zero-mean Gaussian truncated at two standard deviations (near-identity adapter).
+    for layer in (down, up):
+        nn.init.trunc_normal_(layer.weight, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+def _init_kaiming_zero(down: nn.Linear, up: nn.Linear, std: float) -> None:
+    # AdaptFormer's init_option="lora": down like nn.Linear's default, up zero (identity at init).
+    nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
+    nn.init.zeros_(up.weight)
+
+
+def _init_normal_zero(down: nn.Linear, up: nn.Linear, std: float) -> None:
+    # AIM: down keeps the model-wide trunc_normal(0.02) init, up (D_fc2) is zeroed.
+    nn.init.trunc_normal_(down.weight, std=std, a=-2.0, b=2.0)
+    nn.init.zeros_(up.weight)
+
+
+def _init_xavier_zero(down: nn.Linear, up: nn.Linear, std: float) -> None:
+    # Convpass: xavier-uniform down, zero up.
+    nn.init.xavier_uniform_(down.weight)
+    nn.init.zeros_(up.weight)
+
+
+# init name -> initialiser of (down, up, std); every init zeroes both biases.
+INITS: dict[str, Callable[[nn.Linear, nn.Linear, float], None]] = {
+    "normal": _init_normal,
+    "trunc_normal": _init_trunc_normal,
+    "kaiming_zero": _init_kaiming_zero,
+    "normal_zero": _init_normal_zero,
+    "xavier_zero": _init_xavier_zero,
+}
+
+
+def init_projections(down: nn.Linear, up: nn.Linear, init: str, std: float) -> None:
+    """Initialise a down/up pair in place with one of :data:`INITS`; biases are set to zero."""
+    with torch.no_grad():
+        INITS[init](down, up, std)
+        _zero_biases(down, up)
+
+
+def check_choice(method: str, option: str, value: Any, choices: dict[str, Any] | tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (a tuple or a dict's keys)."""
+    if value not in choices:
+        raise ConfigError(
+            f"{method} {option} {value!r} is not one of {', '.join(sorted(choices))}; "
+            f"set method.{option}=<one of them>"
+        )
+
+
+def check_positive_int(method: str, option: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer >= 1 (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{method} {option} must be an integer >= 1, got {value!r}; e.g. method.{option}=8")
+
+
+def is_positive_number(value: Any) -> bool:
+    """True for an int or float > 0 (bools rejected)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+def check_dropout(method: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a probability in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{method} dropout must be in [0, 1), got {value!r}; e.g. method.dropout=0.1")
+
+
+class Bottleneck(nn.Module):
+    """``up(dropout(act(down(norm(x)))))``: D -> r -> D, token-wise.
+
+    Args:
+        dim: D, the width of the stream the adapter reads and writes.
+        hidden: r, the bottleneck width.
+        activation: a key of :data:`ACTIVATIONS`.
+        dropout: dropout after the activation (training only).
+        init: a key of :data:`INITS`.
+        init_std: standard deviation for the normal inits.
+        layernorm: put a (trainable) LayerNorm on the input first.
+        like: a backbone tensor whose dtype and device the new layers take.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        activation: str,
+        dropout: float,
+        init: str,
+        init_std: float,
+        like: torch.Tensor,
+        layernorm: bool = False,
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": like.dtype, "device": like.device}
+        self.norm = nn.LayerNorm(dim, **factory) if layernorm else nn.Identity()
+        self.down = nn.Linear(dim, hidden, **factory)
+        self.act = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.up = nn.Linear(hidden, dim, **factory)
+        init_projections(self.down, self.up, init, init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.down(self.norm(x)))  # (..., r)
+        return self.up(self.dropout(h))  # (..., D)
+
+
+class SequentialAdapter(PeftModule):
+    """``h + scale * adapter(h)`` with ``h = base_layer(x, ...)``: the adapter reads the sub-layer's output."""
+
+    def __init__(self, base_layer: nn.Module, adapter: nn.Module, scale: float = 1.0) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        h = self.base_layer(x, *args, **kwargs)  # (..., D)
+        return h + self.scale * self.adapter(h)
+
+
+class ParallelAdapter(PeftModule):
+    """``base_layer(x, ...) + scale * adapter(x)``: the adapter reads the sub-layer's input."""
+
+    def __init__(self, base_layer: nn.Module, adapter: nn.Module, scale: float = 1.0) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.base_layer(x, *args, **kwargs) + self.scale * self.adapter(x)
+
+
+def adapter_blocks(model: nn.Module, method: str) -> list[tuple[str, nn.Module]]:
+    """The transformer blocks the adapters go into: timm ViT ``Block`` or ``SwinTransformerBlock`` only.
+
+    Other block classes (post-norm, parallel blocks, ...) order their sub-layers differently, so the
+    placement would not be the paper's: they raise.
+
+    Args:
+        model: a timm ViT or Swin.
+        method: the method's name, for the message.
+
+    Returns:
+        ``(qualified_name, block)`` pairs, in depth order.
+    """
+    from timm.models.swin_transformer import SwinTransformerBlock
+    from timm.models.vision_transformer import Block
+
+    blocks = transformer_blocks(model)
+    for name, block in blocks:
+        if type(block) not in (Block, SwinTransformerBlock):
+            raise MethodNotSupportedError(
+                f"method {method!r} adds adapters to timm's pre-norm blocks (vision_transformer.Block, "
+                f"swin_transformer.SwinTransformerBlock); {name} is a {type(block).__name__}. "
+                "Use a standard ViT or Swin backbone."
+            )
+    return blocks
+
+
+def block_width(block: nn.Module) -> int:
+    """D, the width of a block's residual stream (its first LayerNorm's size)."""
+    return int(block.norm1.normalized_shape[-1])
+
+
+def reference_tensor(module: nn.Module) -> torch.Tensor:
+    """A parameter of ``module`` whose dtype and device new layers should take."""
+    return next(module.parameters())
