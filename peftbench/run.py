@@ -162,6 +162,8 @@ def run(cfg: Any) -> dict[str, Any]:
         "versions": library_versions(),
         "device": device_name(device),
         "config": plain,
+        # the method's typed config as used (e.g. with the task filled in for per-task settings)
+        "method_config": dataclasses.asdict(method.config),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result_path, result)
