@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from peftbench.data.config import DataConfig, DatasetConfig
+from peftbench.data.config import ALIASES, DataConfig, DatasetConfig, canonical_option, make_dataset_config
 from peftbench.data.embedded import ensure_embedded
 from peftbench.data.readers import (
     FGVC_LAYOUT,
@@ -22,7 +23,15 @@ from peftbench.data.readers import (
 from peftbench.data.transforms import build_transforms, normalization
 from peftbench.errors import ConfigError, DataError
 
-__all__ = ["DataConfig", "DatasetConfig", "Splits", "build_splits"]
+__all__ = [
+    "ALIASES",
+    "DataConfig",
+    "DatasetConfig",
+    "Splits",
+    "build_splits",
+    "canonical_option",
+    "make_dataset_config",
+]
 
 # protocol -> (train splits, eval split), per reader
 VTAB_SPLITS = {"tune": (("train800",), "val200"), "final": (("train800val200",), "test")}
@@ -49,7 +58,23 @@ def build_splits(
     backbone_mean: tuple[float, ...],
     backbone_std: tuple[float, ...],
 ) -> Splits:
-    """Read the train and evaluation splits of ``dataset`` for ``protocol`` (``tune`` or ``final``)."""
+    """Read the train and evaluation splits of ``dataset`` for ``protocol``.
+
+    ``tune``: VTAB train800 -> val200, FGVC train -> val. ``final``: VTAB train800val200 -> test,
+    FGVC train+val -> test. Embedded tasks are generated on first use, then read like VTAB.
+
+    Args:
+        dataset: the task.
+        data: data root and preprocessing choices.
+        protocol: ``tune`` or ``final``.
+        backbone_mean: the backbone's pretrained normalisation mean (used when ``data.normalize`` is
+            ``backbone``).
+        backbone_std: likewise, the standard deviation.
+
+    Returns:
+        The two datasets (items ``(image (3, S, S) float, label)``), the split names, the manifest
+        hash and the normalisation applied.
+    """
     if protocol not in VTAB_SPLITS:
         raise ConfigError(f"protocol={protocol!r}; valid choices: {', '.join(VTAB_SPLITS)}")
     root = Path(data.root).expanduser()
@@ -62,7 +87,9 @@ def build_splits(
         ensure_embedded(dataset.name, task_dir)
     elif not task_dir.is_dir():
         hint = (
-            f"data root {root} does not exist" if not root.is_dir() else f"task folder {task_dir} does not exist"
+            f"data root {root} does not exist"
+            if not root.is_dir()
+            else f"task folder {task_dir} does not exist"
         )
         raise DataError(
             f"{hint}. VTAB-1k must be prepared in this layout:\n{VTAB_LAYOUT}\n"
@@ -70,7 +97,9 @@ def build_splits(
             "data.root=DIR."
         )
     train_names, eval_name = VTAB_SPLITS[protocol]
-    named = [(s, read_list_file(task_dir / f"{s}.txt", dataset.num_classes)) for s in (*train_names, eval_name)]
+    named = [
+        (s, read_list_file(task_dir / f"{s}.txt", dataset.num_classes)) for s in (*train_names, eval_name)
+    ]
     (train_split, train_entries), (_, eval_entries) = named
     return Splits(
         train=ImageListDataset(task_dir, train_entries, train_tf),
@@ -83,10 +112,21 @@ def build_splits(
     )
 
 
-def _fgvc(dataset: DatasetConfig, root: Path, protocol: str, train_tf, eval_tf, norm) -> Splits:
+def _fgvc(
+    dataset: DatasetConfig,
+    root: Path,
+    protocol: str,
+    train_tf: Callable,
+    eval_tf: Callable,
+    norm: dict[str, Any],
+) -> Splits:
     folder = root / dataset.folder
     if not folder.is_dir():
-        hint = f"data root {root} does not exist" if not root.is_dir() else f"dataset folder {folder} does not exist"
+        hint = (
+            f"data root {root} does not exist"
+            if not root.is_dir()
+            else f"dataset folder {folder} does not exist"
+        )
         raise DataError(
             f"{hint}. FGVC datasets must be prepared in VPT's layout:\n{FGVC_LAYOUT}\n"
             f"For {dataset.display_name or dataset.name} the images are expected under "
@@ -98,6 +138,12 @@ def _fgvc(dataset: DatasetConfig, root: Path, protocol: str, train_tf, eval_tf, 
     train_names, eval_name = FGVC_SPLITS[protocol]
     named = [(s, entries[s]) for s in (*train_names, eval_name)]
     base = folder / dataset.image_dir
+    if not base.is_dir():
+        raise DataError(
+            f"image folder {base} does not exist; the paths in {folder}/*.json are relative to "
+            f"<dataset folder>/{dataset.image_dir or '(the folder itself)'} for {dataset.name}. Put the images "
+            "there, or set dataset.image_dir to the folder they are in."
+        )
     parts = [ImageListDataset(base, entries[s], train_tf) for s in train_names]
     return Splits(
         train=parts[0] if len(parts) == 1 else ConcatDataset(parts),

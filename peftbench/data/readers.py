@@ -13,7 +13,8 @@ FGVC (VPT's layout)::
     image paths relative to <root>/<dataset>/<image_dir>
 
 As in VPT's json reader, FGVC class ids are mapped to contiguous labels 0..C-1 in sorted order of the
-ids found in the split files (CUB's files, for example, use 1-based ids).
+ids found in the split files, so the ids need not be 0-based or contiguous (the official CUB ids are
+1-based, the NABirds ids are sparse).
 """
 
 from __future__ import annotations
@@ -38,12 +39,23 @@ VTAB_LAYOUT = """\
 <data.root>/vtab-1k/<task>/test.txt"""
 
 FGVC_LAYOUT = """\
-<data.root>/<dataset>/<image folder>/...        the images
-<data.root>/<dataset>/train.json, val.json, test.json   {"relative/image/path": class_id}"""
+<data.root>/<dataset>/<image folder>/...        the images (image folder: images/, Images/ or the dataset folder)
+<data.root>/<dataset>/train.json, val.json, test.json   {"relative/image/path": class_id}
+(train.json / val.json are VPT's published split of the official training set)"""
 
 
 def read_list_file(path: Path, num_classes: int) -> list[Entry]:
-    """Parse a VTAB-1k list file; every line must be ``<relative path> <label>`` with 0 <= label < C."""
+    """Parse a VTAB-1k list file; every line must be ``<relative path> <label>`` with 0 <= label < C.
+
+    The path may contain spaces (the label is the last field); blank lines are skipped.
+
+    Args:
+        path: the list file, e.g. ``<root>/vtab-1k/cifar/train800.txt``.
+        num_classes: the task's class count.
+
+    Returns:
+        ``(path relative to the task folder, label)`` entries in file order.
+    """
     if not path.is_file():
         raise DataError(f"split file {path} is missing; expected the VTAB-1k layout:\n{VTAB_LAYOUT}")
     entries: list[Entry] = []
@@ -59,7 +71,9 @@ def read_list_file(path: Path, num_classes: int) -> list[Entry]:
         except ValueError:
             raise DataError(f"{path}:{lineno}: label {raw!r} is not an integer (line {line!r})") from None
         if not 0 <= label < num_classes:
-            raise DataError(f"{path}:{lineno}: label {label} is out of range [0, {num_classes}) for this task")
+            raise DataError(
+                f"{path}:{lineno}: label {label} is out of range [0, {num_classes}) for this task"
+            )
         entries.append((rel.strip(), label))
     if not entries:
         raise DataError(f"split file {path} has no entries")
@@ -67,7 +81,14 @@ def read_list_file(path: Path, num_classes: int) -> list[Entry]:
 
 
 def read_json_split(path: Path) -> dict[str, int]:
-    """Parse one FGVC json split (``{relative path: class id}``)."""
+    """Parse one FGVC json split.
+
+    Args:
+        path: e.g. ``<root>/CUB_200_2011/train.json``.
+
+    Returns:
+        ``{image path relative to the image folder: class id}`` in file order.
+    """
     if not path.is_file():
         raise DataError(f"split file {path} is missing; expected the FGVC layout:\n{FGVC_LAYOUT}")
     try:
@@ -85,18 +106,48 @@ def read_json_split(path: Path) -> dict[str, int]:
 
 
 def fgvc_label_map(splits: dict[str, dict[str, int]], num_classes: int, folder: Path) -> dict[int, int]:
-    """Contiguous labels from the sorted class ids of all split files; their count must be C."""
+    """Contiguous labels 0..C-1 from the sorted class ids of all split files.
+
+    VPT maps the sorted ids of each split file on its own; taking the union over train, val and test
+    gives the same labels when every split holds every class and stays consistent when one does not.
+
+    Args:
+        splits: split name -> ``{relative path: class id}`` as read from ``<folder>/<split>.json``.
+        num_classes: the task's class count; the files must hold exactly that many distinct ids.
+        folder: the dataset folder (for messages).
+
+    Returns:
+        class id -> label.
+    """
     ids = sorted({v for split in splits.values() for v in split.values()})
-    if len(ids) != num_classes:
+    if len(ids) == num_classes:
+        return {cid: i for i, cid in enumerate(ids)}
+    if len(ids) > num_classes and ids[0] in (0, 1):
+        # 0- or 1-based ids (CUB's are 1-based): the ids past the last class are the culprits
+        first, last = ids[0], ids[0] + num_classes - 1
+        bad = [(s, k, v) for s, split in splits.items() for k, v in split.items() if not first <= v <= last]
+        where = "; ".join(f"{folder / (s + '.json')}: key {k!r}: class id {v}" for s, k, v in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise DataError(
-            f"{folder}: the split files hold {len(ids)} distinct class ids, the task has {num_classes} classes; "
-            "the json files do not belong to this dataset or are incomplete"
+            f"{where}{more}: out of range for a task with {num_classes} classes (ids {first}..{last}); "
+            "fix the json file, or check that dataset.num_classes and dataset.folder name the right dataset"
         )
-    return {cid: i for i, cid in enumerate(ids)}
+    raise DataError(
+        f"{folder}: the split files hold {len(ids)} distinct class ids, the task has {num_classes} classes; "
+        "the json files do not belong to this dataset or are incomplete (check dataset.folder and "
+        "dataset.num_classes, or re-download VPT's split files)"
+    )
 
 
 def manifest_sha256(named: list[tuple[str, list[Entry]]]) -> str:
-    """SHA-256 over ``split<TAB>path<TAB>label`` lines of the used splits, in order."""
+    """SHA-256 over ``split<TAB>path<TAB>label`` lines of the used splits, in order.
+
+    Args:
+        named: ``(split name, entries)`` for the train split(s), then the evaluation split.
+
+    Returns:
+        The hex digest recorded with every run.
+    """
     h = hashlib.sha256()
     for split, entries in named:
         for rel, label in entries:

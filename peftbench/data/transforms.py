@@ -26,8 +26,19 @@ _INTERP = {
 }
 
 
-def normalization(data: DataConfig, backbone_mean: tuple[float, ...], backbone_std: tuple[float, ...]) -> dict[str, Any]:
-    """The normalisation actually applied, as recorded in the result JSON."""
+def normalization(
+    data: DataConfig, backbone_mean: tuple[float, ...], backbone_std: tuple[float, ...]
+) -> dict[str, Any]:
+    """The normalisation actually applied, as recorded in the result JSON.
+
+    Args:
+        data: the ``data:`` block (``normalize``, ``interpolation``, ``image_size``).
+        backbone_mean: the backbone's pretrained mean, used for ``normalize=backbone``.
+        backbone_std: likewise, the standard deviation.
+
+    Returns:
+        ``{"mode", "mean", "std", "interpolation", "image_size"}``.
+    """
     if data.normalize == "backbone":
         mean, std = tuple(backbone_mean), tuple(backbone_std)
     else:
@@ -42,14 +53,24 @@ def normalization(data: DataConfig, backbone_mean: tuple[float, ...], backbone_s
 
 
 def build_transforms(suite: str, norm: dict[str, Any]) -> tuple[T.Compose, T.Compose]:
-    """(train, eval) transforms for a suite, from the recorded normalisation."""
+    """(train, eval) transforms for a suite, from the recorded normalisation.
+
+    Args:
+        suite: ``vtab``, ``embedded`` (plain square resize) or ``fgvc`` (resize, crop, flip).
+        norm: the output of :func:`normalization`.
+
+    Returns:
+        Two PIL -> ``(3, S, S)`` float tensor transforms.
+    """
     size, interp = norm["image_size"], _INTERP[norm["interpolation"]]
     tail = [T.ToTensor()]
     if norm["mode"] != "none":
         tail.append(T.Normalize(norm["mean"], norm["std"]))
     if suite == "fgvc":
         resize = round(size * 256 / 224)
-        train = T.Compose([T.Resize(resize, interpolation=interp), T.RandomCrop(size), T.RandomHorizontalFlip(), *tail])
+        train = T.Compose(
+            [T.Resize(resize, interpolation=interp), T.RandomCrop(size), T.RandomHorizontalFlip(), *tail]
+        )
         evaluate = T.Compose([T.Resize(resize, interpolation=interp), T.CenterCrop(size), *tail])
         return train, evaluate
     plain = T.Compose([T.Resize((size, size), interpolation=interp), *tail])
