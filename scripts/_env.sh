@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 echo "[setup] installing peftbench and its dependencies into .venv (the first time takes a few minutes)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,peft,plots,sweeps]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,peft,plots,sweeps,prepare]"
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -1,0 +1,271 @@
+"""peftbench-prepare verify: a correct tree passes; each test breaks one thing and checks that exactly
+the check meant for it reports it. VTAB trees hold full-size train lists (1000 tiny PNGs) and a short
+test.txt (checked with --partial-test semantics) unless the test size itself is under test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from peftbench.cli.prepare import main
+from peftbench.errors import DataError, UnknownNameError
+from peftbench.prepare.protocol import FGVC_DATASETS, VTAB_TASKS
+from peftbench.prepare.verify import verify, verify_fgvc_dataset, verify_vtab_task
+
+TASK = VTAB_TASKS["eurosat"]  # 10 classes
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value % 256, dtype=np.uint8)).save(path)
+
+
+def _write_list(task_dir: Path, name: str, rows: list[tuple[str, int]]) -> None:
+    (task_dir / f"{name}.txt").write_text("".join(f"{p} {y}\n" for p, y in rows))
+
+
+def _rows(task_dir: Path, name: str) -> list[tuple[str, int]]:
+    out = []
+    for line in (task_dir / f"{name}.txt").read_text().splitlines():
+        p, y = line.rsplit(maxsplit=1)
+        out.append((p, int(y)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """A correct eurosat tree: 800 + 200 training PNGs, 20 test PNGs, every class present."""
+    task_dir = tmp_path_factory.mktemp("pristine") / "vtab-1k" / "eurosat"
+    rows = {}
+    for split, n in (("train", 1000), ("test", 20)):
+        rows[split] = []
+        for i in range(n):
+            rel = f"images/{split}/{i:06d}.png"
+            _png(task_dir / rel, i)
+            rows[split].append((rel, i % 10))
+    _write_list(task_dir, "train800", rows["train"][:800])
+    _write_list(task_dir, "val200", rows["train"][800:])
+    _write_list(task_dir, "train800val200", rows["train"])
+    _write_list(task_dir, "test", rows["test"])
+    return task_dir
+
+
+@pytest.fixture
+def tree(pristine: Path, tmp_path: Path) -> Path:
+    task_dir = tmp_path / "vtab-1k" / "eurosat"
+    shutil.copytree(pristine, task_dir)
+    return task_dir
+
+
+def _problems(task_dir: Path, **kw) -> list[str]:
+    kw.setdefault("partial_test", True)
+    return verify_vtab_task(task_dir, TASK, **kw).problems
+
+
+def test_correct_tree_passes(tree: Path, capsys) -> None:
+    assert _problems(tree) == []
+    assert main(["verify", "--root", str(tree.parents[1]), "--partial"]) == 0
+    out = capsys.readouterr().out
+    assert "vtab/eurosat: OK (train800 800, val200 200, train800val200 1000, test 20)" in out
+    assert "1 of 1 tasks OK" in out
+
+
+def test_missing_list_file(tree: Path) -> None:
+    (tree / "val200.txt").unlink()
+    assert _problems(tree) == ["val200.txt is missing"]
+
+
+def test_wrong_train800_size(tree: Path) -> None:
+    rows = _rows(tree, "train800")
+    _write_list(tree, "train800", rows[:799])
+    assert "train800.txt has 799 entries, the protocol has 800" in _problems(tree)
+
+
+def test_label_out_of_range(tree: Path) -> None:
+    rows = _rows(tree, "test")
+    rows[3] = (rows[3][0], 10)
+    _write_list(tree, "test", rows)
+    assert _problems(tree) == ["test.txt: 1 labels outside [0, 10): line 4 label 10"]
+
+
+def test_malformed_line(tree: Path) -> None:
+    with (tree / "test.txt").open("a") as fh:
+        fh.write("images/test/000000.png seven\n")
+    # reported once, by line number; the unparsable line takes part in no other check
+    assert _problems(tree) == ["test.txt: 1 lines are not '<path> <label>': line 21 'images/test/000000.png seven'"]
+
+
+def test_duplicate_path_in_a_list(tree: Path) -> None:
+    rows = _rows(tree, "test")
+    _write_list(tree, "test", rows + rows[:2])
+    assert _problems(tree) == ["test.txt: 2 paths are listed more than once"]
+
+
+def test_train800_and_val200_overlap(tree: Path) -> None:
+    train, val = _rows(tree, "train800"), _rows(tree, "val200")
+    val[0] = train[0]
+    _write_list(tree, "val200", val)
+    problems = _problems(tree)
+    assert "train800 and val200 share 1 images: images/train/000000.png" in problems
+    # the union no longer equals train800val200 either: one of its entries is now in neither
+    assert any(p.startswith("train800val200 is not the union") and "1 extra entries" in p for p in problems)
+
+
+def test_union_is_not_train800val200(tree: Path) -> None:
+    both = _rows(tree, "train800val200")
+    both[5] = (both[5][0], (both[5][1] + 1) % 10)  # same image, other label
+    _write_list(tree, "train800val200", both)
+    (problem,) = _problems(tree)
+    assert problem.startswith("train800val200 is not the union of train800 and val200: 1 entries missing")
+    assert "images/train/000005.png 5" in problem and "1 extra entries (images/train/000005.png 6)" in problem
+
+
+def test_test_image_among_training_images(tree: Path) -> None:
+    test = _rows(tree, "test")
+    test[0] = ("images/train/000900.png", 0)
+    _write_list(tree, "test", test)
+    assert _problems(tree) == ["1 test images are also training images: images/train/000900.png"]
+
+
+def test_test_size_against_the_protocol(tree: Path) -> None:
+    problems = _problems(tree, partial_test=False)
+    assert "test.txt has 20 entries, the protocol has 5400 (a tree built on part of the test split passes with --partial-test)" in problems
+    rows = [(f"images/test/{i:06d}.png", i % 10) for i in range(5400)]
+    _write_list(tree, "test", rows)
+    assert _problems(tree, partial_test=False, check_images=False) == []
+    _write_list(tree, "test", rows[:5399])
+    assert _problems(tree, partial_test=False, check_images=False) == [
+        "test.txt has 5399 entries, the protocol has 5400 (a tree built on part of the test split passes with --partial-test)"
+    ]
+
+
+def test_missing_classes(tree: Path) -> None:
+    rows = {s: [(p, 0 if y == 9 else y) for p, y in _rows(tree, s)] for s in ("train800", "val200", "train800val200", "test")}
+    rows["test"] = rows["test"] + [(f"images/test/{i:06d}.png", 1) for i in range(20, 5400)]
+    for name, r in rows.items():
+        _write_list(tree, name, r)
+    assert _problems(tree, partial_test=False, check_images=False) == ["1 of the 10 classes never occur: 9"]
+
+
+def test_missing_image(tree: Path) -> None:
+    (tree / "images" / "train" / "000017.png").unlink()
+    assert _problems(tree) == ["1 listed images are missing: images/train/000017.png"]
+    assert _problems(tree, check_images=False) == []
+
+
+def test_undecodable_image(tree: Path) -> None:
+    path = tree / "images" / "test" / "000004.png"
+    path.write_bytes(path.read_bytes()[:40])  # truncated PNG
+    assert _problems(tree) == ["1 images cannot be decoded: images/test/000004.png"]
+
+
+def test_cli_exit_codes_and_messages(tree: Path, capsys) -> None:
+    root = tree.parents[1]
+    (tree / "images" / "train" / "000017.png").unlink()
+    assert main(["verify", "--root", str(root), "--suite", "vtab", "--tasks", "eurosat", "--partial"]) == 1
+    out = capsys.readouterr().out
+    assert "vtab/eurosat: FAILED" in out and "  - 1 listed images are missing" in out and "failed: eurosat" in out
+    assert main(["verify", "--root", str(root), "--tasks", "cifar10"]) == 2
+    assert "unknown task 'cifar10'; valid choices:" in capsys.readouterr().err
+    assert main(["verify", "--root", str(root / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = root / "empty"
+    empty.mkdir()
+    assert main(["verify", "--root", str(empty)]) == 2
+    assert "no prepared task found below" in capsys.readouterr().err
+    # a named task whose folder is absent is a failed task, not a crash
+    assert main(["verify", "--root", str(root), "--tasks", "dtd", "--partial"]) == 1
+    assert "does not exist" in capsys.readouterr().out
+    with pytest.raises(UnknownNameError):
+        verify(root, suite="imagenet")
+    with pytest.raises(DataError):
+        verify(empty)
+
+
+# ---- FGVC ----------------------------------------------------------------------------------------
+
+FLOWERS = FGVC_DATASETS["oxford_flowers"]  # 102 classes, images below the dataset folder
+
+
+@pytest.fixture
+def fgvc(tmp_path: Path) -> Path:
+    """Oxford Flowers in VPT's layout with one image per class and split (ids 1..102)."""
+    folder = tmp_path / FLOWERS.folder
+    for s, offset in (("train", 0), ("val", 1000), ("test", 2000)):
+        mapping = {}
+        for c in range(1, 103):
+            rel = f"jpg/image_{offset + c:05d}.jpg"
+            _png(folder / rel, c)
+            mapping[rel] = c
+        (folder / f"{s}.json").write_text(json.dumps(mapping))
+    return folder
+
+
+def _fgvc_problems(folder: Path, **kw) -> list[str]:
+    kw.setdefault("partial", True)
+    return verify_fgvc_dataset(folder, FLOWERS, **kw).problems
+
+
+def _load(folder: Path, s: str) -> dict[str, int]:
+    return json.loads((folder / f"{s}.json").read_text())
+
+
+def test_fgvc_correct_tree_passes(fgvc: Path, capsys) -> None:
+    assert _fgvc_problems(fgvc) == []
+    assert main(["verify", "--root", str(fgvc.parent), "--suite", "fgvc", "--partial"]) == 0
+    assert "fgvc/oxford_flowers: OK (train 102, val 102, test 102)" in capsys.readouterr().out
+
+
+def test_fgvc_sizes_against_vpt(fgvc: Path) -> None:
+    assert _fgvc_problems(fgvc, partial=False, check_images=False) == [
+        "train.json has 102 entries, VPT's split has 1020",
+        "val.json has 102 entries, VPT's split has 1020",
+        "test.json has 102 entries, VPT's split has 6149",
+    ]
+    for s, n, off in (("train", 1020, 0), ("val", 1020, 10000), ("test", 6149, 20000)):
+        (fgvc / f"{s}.json").write_text(json.dumps({f"jpg/image_{off + i:05d}.jpg": i % 102 + 1 for i in range(n)}))
+    assert _fgvc_problems(fgvc, partial=False, check_images=False) == []
+
+
+def test_fgvc_wrong_class_count(fgvc: Path) -> None:
+    val = _load(fgvc, "val")
+    val["jpg/image_01001.jpg"] = 103
+    (fgvc / "val.json").write_text(json.dumps(val))
+    assert _fgvc_problems(fgvc) == ["the json files hold 103 distinct class ids, the dataset has 102"]
+
+
+def test_fgvc_split_overlap(fgvc: Path) -> None:
+    test = _load(fgvc, "test")
+    test["jpg/image_00001.jpg"] = 1
+    (fgvc / "test.json").write_text(json.dumps(test))
+    assert _fgvc_problems(fgvc) == ["train and test share 1 images: jpg/image_00001.jpg"]
+
+
+def test_fgvc_train_lacks_a_class(fgvc: Path) -> None:
+    train = _load(fgvc, "train")
+    train["jpg/image_00007.jpg"] = 8
+    (fgvc / "train.json").write_text(json.dumps(train))
+    assert _fgvc_problems(fgvc) == []  # --partial does not ask every split for every class
+    problems = _fgvc_problems(fgvc, partial=False, check_images=False)
+    assert "train.json lacks 1 classes: ids 7" in problems
+
+
+def test_fgvc_bad_json_and_non_integer_id(fgvc: Path) -> None:
+    (fgvc / "val.json").write_text("{not json")
+    assert _fgvc_problems(fgvc) == ["val.json: not valid JSON (line 1: Expecting property name enclosed in double quotes)"]
+    (fgvc / "val.json").write_text(json.dumps({"jpg/image_01001.jpg": "1"}))
+    assert "val.json: 1 class ids are not integers: jpg/image_01001.jpg" in _fgvc_problems(fgvc)
+
+
+def test_fgvc_missing_and_broken_images(fgvc: Path) -> None:
+    (fgvc / "jpg" / "image_02005.jpg").unlink()
+    (fgvc / "jpg" / "image_00003.jpg").write_bytes(b"not an image")
+    assert _fgvc_problems(fgvc) == [
+        "1 listed images are missing: jpg/image_02005.jpg",
+        "1 images cannot be decoded: jpg/image_00003.jpg",
+    ]
