@@ -328,3 +328,27 @@ def test_pcam_without_h5py_names_the_missing_package(tmp_path: Path) -> None:
         prepare_vtab(tmp_path, ["pcam"], source="torchvision", log=msgs.append)
     assert "h5py is not found" in msgs[0] and "pip install 'peftbench[prepare]'" in msgs[0]
     assert not (tmp_path / "vtab-1k" / "patch_camelyon").exists()
+
+
+def pcam_source(dl: Path, sizes: dict[str, int]) -> None:
+    """``dl/pcam/camelyonpatch_level_2_split_<split>_{x,y}.h5`` as torchvision's PCAM reads them:
+    ``x`` (N, H, W, 3) uint8 and ``y`` (N, 1, 1, 1); here 4 x 4 patches whose colour encodes the label."""
+    h5py = pytest.importorskip("h5py")
+    base = dl / "pcam"
+    base.mkdir(parents=True)
+    for split, n in sizes.items():
+        labels = np.arange(n) % 2
+        images = np.stack([np.full((4, 4, 3), _colour(int(y)), dtype=np.uint8) for y in labels])
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
+            f.create_dataset("x", data=images)
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
+            f.create_dataset("y", data=labels.reshape(n, 1, 1, 1).astype(np.uint8))
+
+
+def test_pcam_from_the_original_h5_files(tmp_path: Path) -> None:
+    dl = tmp_path / "dl"
+    pcam_source(dl, {"train": 900, "valid": 250, "test": 24})  # val200 = validation[:200], test = test
+    prepare_vtab(tmp_path, ["pcam"], download_dir=dl, log=lambda _: None)
+    task_dir = tmp_path / "vtab-1k" / "patch_camelyon"
+    _check_written(task_dir, "patch_camelyon", "validation", "test", 24)
+    assert {y for _, y in _lines(task_dir, "train800")} == {0, 1}
