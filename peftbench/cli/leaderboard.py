@@ -1,8 +1,9 @@
-"""``peftbench-leaderboard``: build the leaderboard CSVs from all run JSONs.
+"""``peftbench-leaderboard``: build the leaderboard CSVs, figures and summary page from all run JSONs.
 
 Example:
     peftbench-leaderboard                        # reads results/runs, writes results/leaderboard
     peftbench-leaderboard --results-dir /scratch/results --out tables/
+    peftbench-leaderboard --no-plots             # tables only (no matplotlib needed)
 """
 
 from __future__ import annotations
@@ -11,30 +12,57 @@ import argparse
 import sys
 from pathlib import Path
 
+from peftbench.errors import PeftbenchError
+
+
+def _error(message: str) -> int:
+    print(f"peftbench-leaderboard: error: {message}", file=sys.stderr)
+    return 2
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="peftbench-leaderboard",
         description="Collect every <results-dir>/runs/**/result.json into leaderboard CSVs "
-        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv).",
+        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv), compare them with the published "
+        "tables in <results-dir>/reference (vtab1k_vs_reference.csv, fgvc_vs_reference.csv), mark Pareto "
+        "fronts (pareto.csv), and draw plots/*.png with summary.md.",
     )
     parser.add_argument("--results-dir", default="results", help="folder holding runs/ (default: results)")
     parser.add_argument("--out", default=None, help="output folder (default: <results-dir>/leaderboard)")
+    parser.add_argument("--reference-dir", default=None,
+                        help="published tables (default: <results-dir>/reference; none there = no comparison)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the figures and summary.md")
     args = parser.parse_args(argv)
-    from peftbench.results.leaderboard import build_leaderboard
+    from peftbench.results.leaderboard import build
 
     runs = Path(args.results_dir) / "runs"
     if not runs.is_dir():
-        print(
-            f"peftbench-leaderboard: error: no run folder {runs}; train something first "
-            "(peftbench-train ...) or pass --results-dir DIR",
-            file=sys.stderr,
-        )
-        return 2
-    written = build_leaderboard(args.results_dir, args.out)
-    for name, path in written.items():
-        print(f"{name:>9}: {path}")
+        return _error(f"no run folder {runs}; train something first (peftbench-train ...) or pass --results-dir DIR")
+    if args.reference_dir is not None and not Path(args.reference_dir).is_dir():
+        return _error(f"no reference folder {args.reference_dir}; pass a folder of published-table CSVs "
+                      "or drop --reference-dir to use <results-dir>/reference")
+    try:
+        board = build(args.results_dir, args.out, args.reference_dir, plots=not args.no_plots)
+    except PeftbenchError as exc:
+        return _error(str(exc))
+    for problem in board.unreadable:
+        print(f"skipped {problem['result_path']}: {problem['message']}", file=sys.stderr)
+    if board.in_progress:
+        print(f"{board.in_progress} run(s) in progress (listed in problems.csv as in_progress)")
+    for name, backbones in board.backbones.items():
+        if len(backbones) > 1:
+            print(f"{name}: {len(backbones)} backbones ({', '.join(backbones)}), one row each, never averaged together")
+    for name, path in board.written.items():
+        if not name.startswith("plot:"):
+            print(f"{name:>20}: {path}")
+    figures = [p for n, p in board.written.items() if n.startswith("plot:")]
+    if figures:
+        print(f"{'plots':>20}: {len(figures)} figure(s) in {figures[0].parent}")
+    if board.valid_runs == 0:
+        return _error(f"no finished, readable run JSON under {runs} ({len(board.unreadable)} unreadable, "
+                      f"{board.in_progress} in progress); the tables are empty")
     return 0
 
 

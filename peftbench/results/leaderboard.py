@@ -2,34 +2,59 @@
 
 Written to ``<results>/leaderboard/``:
 
-* ``runs.csv``: one row per run JSON, every status, all metrics (flattened).
-* ``problems.csv``: failed, diverged and unfinished runs, and unreadable JSONs, listed apart.
+* ``runs.csv``: one row per readable run JSON, every status, all metrics (flattened).
+* ``problems.csv``: failed, diverged and superseded runs, runs in progress (``in_progress``: a JSON
+  with status ``running``, a run folder without ``result.json``, or a failed run that left a resumable
+  checkpoint), and unreadable or partial JSONs (``unreadable``, with the reason), listed apart.
 * ``vtab1k.csv``: a row per backbone x method x method-setting; the 19 tasks (mean over seeds, plus
   ``<task>_std`` and ``<task>_n``), the Natural / Specialized / Structured means, ``mean_of_group_means``
-  (older papers' "Mean"), ``mean_over_tasks`` (V-PETL Bench's "Mean"), params. A group mean is empty
+  (older papers' "Mean"), ``mean_over_tasks`` (V-PETL Bench's "Mean"), params, ``ppt`` (V-PETL Bench's
+  Performance-Parameter Trade-off), peak training memory and throughputs. A group mean is empty
   unless every task of the group has a result.
-* ``fgvc.csv``: the 5 FGVC sets, their mean, params.
-* ``embedded.csv``: the embedded offline tasks, their mean, params.
+* ``fgvc.csv``: the 5 FGVC sets, their mean, params, ``ppt``, costs. ``embedded.csv``: the embedded tasks.
+* ``vtab1k_vs_reference.csv`` / ``fgvc_vs_reference.csv``: ours, the published number and ours - paper
+  per task, group and mean (:mod:`peftbench.results.reference`), only on the same backbone.
+* ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
+  (:mod:`peftbench.results.tradeoffs`).
+* with plots on, ``plots/*.png`` + ``plots/*.csv`` (:mod:`peftbench.results.plots`) and ``summary.md``.
 
-Only ``final``-protocol runs with status ``success`` enter the suite tables. When a (row, task) has
-finished runs of more than one setting (e.g. two learning rates), the most recently finished setting
-is used and the others are named in ``problems.csv``: results are never silently averaged across
-settings.
+Only ``final``-protocol runs with status ``success`` enter the suite tables. Rows are keyed by backbone,
+so runs on different backbones are never averaged together. When a (row, task) has finished runs of
+more than one setting (e.g. two learning rates), the most recently finished setting is used and the
+others are named in ``problems.csv``: results are never silently averaged across settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from peftbench.results.io import RESULT_FILE, read_result
+from peftbench.results.plots import require_matplotlib
+from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
+from peftbench.results.tradeoffs import pareto_table
 
 ROW_KEYS = ["backbone", "method", "method_setting"]
+RUNNING_STATUS = "running"  # what a run writes into result.json before training starts
+IN_PROGRESS = "in_progress"  # how problems.csv lists runs not finished yet
+REQUIRED_KEYS = ("suite", "task", "backbone", "method", "protocol")
+REQUIRED_SUCCESS_METRICS = ("accuracy", "trainable_params", "trainable_params_without_head")
+RUN_DIR_RE = re.compile(r"^(tune|final)-seed.+-[0-9a-f]{8}$")
+# the epoch checkpoint's metadata file (peftbench.engine.checkpoint.RESUME_META; not imported: no torch here)
+RESUME_META = "resume.json"
+# measured cost columns carried into the suite tables: (table column, run column, aggregation)
+COST_COLUMNS = (
+    ("peak_train_mem_mb", "peak_train_mem_mb", "max"),
+    ("train_img_s", "train_img_s", "mean"),
+    ("infer_img_s", "infer_img_s", "mean"),
+)
 
 
 def _short_hash(obj: Any) -> str:
@@ -42,7 +67,7 @@ def _flatten(res: dict[str, Any], path: Path) -> dict[str, Any]:
     method_cfg.pop("name", None)
     seedless = json.loads(json.dumps(cfg, default=str))
     seedless.pop("seed", None)
-    for key in ("paths", "logger", "on_existing"):
+    for key in ("paths", "logger", "on_existing", "resume"):
         seedless.pop(key, None)
     seedless.get("data", {}).pop("root", None)
     seedless.get("trainer", {}).pop("device", None)
@@ -57,29 +82,94 @@ def _flatten(res: dict[str, Any], path: Path) -> dict[str, Any]:
     return row
 
 
+def _invalid_reason(res: Any) -> str | None:
+    """Why a parsed JSON is not a usable peftbench result (``None`` when it is)."""
+    if not isinstance(res, dict) or "status" not in res:
+        return "not a peftbench result (no 'status')"
+    if res["status"] == RUNNING_STATUS:
+        return None
+    missing = [k for k in REQUIRED_KEYS if res.get(k) in (None, "")]
+    if missing:
+        return f"partial result: no {', '.join(missing)}"
+    if res["status"] == "success":
+        metrics = res.get("metrics")
+        if not isinstance(metrics, dict):
+            return "partial result: status 'success' but no 'metrics'"
+        bad = [k for k in REQUIRED_SUCCESS_METRICS
+               if isinstance(metrics.get(k), bool) or not isinstance(metrics.get(k), (int, float))]
+        if bad:
+            return f"partial result: status 'success' but metric(s) {', '.join(bad)} missing or not numbers"
+    return None
+
+
+def _unfinished_run_dirs(runs_root: Path) -> list[Path]:
+    """Run folders (``<protocol>-seed<seed>-<hash8>``) that hold no ``result.json`` yet."""
+    return sorted(p for p in runs_root.rglob("*") if p.is_dir() and RUN_DIR_RE.match(p.name)
+                  and not (p / RESULT_FILE).exists())
+
+
+def _saved_epoch(run_folder: Path) -> int | None:
+    """The epoch of a resumable checkpoint in ``run_folder`` (``None`` when there is none or it is unreadable)."""
+    try:
+        return int(json.loads((run_folder / RESUME_META).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unfinished_problem(r: pd.Series) -> dict[str, str]:
+    """The problems.csv row of a run that did not succeed: in progress, resumable, failed or diverged."""
+    message = r.get("message", "")
+    message = "" if pd.isna(message) else str(message)
+    epoch = _saved_epoch(Path(r["result_path"]).parent)
+    if r["status"] == RUNNING_STATUS:
+        where = f" (checkpoint after epoch {epoch})" if epoch else ""
+        return {"result_path": r["result_path"], "status": IN_PROGRESS, "message": f"running{where}"}
+    if r["status"] == "failed" and epoch:
+        return {"result_path": r["result_path"], "status": IN_PROGRESS,
+                "message": f"interrupted after epoch {epoch} with a checkpoint; relaunch the same command to "
+                           f"resume it ({message})"}
+    return {"result_path": r["result_path"], "status": r["status"], "message": message}
+
+
 def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """Read every ``runs/**/result.json``; unreadable ones are returned as problems."""
+    """Read every ``runs/**/result.json``.
+
+    Unreadable or partial JSONs are returned as problems (status ``unreadable``, with the reason);
+    runs still in progress (``status: running``, or a run folder without ``result.json``) are returned
+    as problems with status ``in_progress`` and, when they have a JSON, also as rows of ``runs.csv``.
+    """
     rows, problems = [], []
-    for path in sorted(Path(results_dir, "runs").rglob(RESULT_FILE)):
+    runs_root = Path(results_dir, "runs")
+    for path in sorted(runs_root.rglob(RESULT_FILE)):
         try:
             res = read_result(path)
-            if not isinstance(res, dict) or "status" not in res:
-                raise ValueError("not a peftbench result (no 'status')")
-            rows.append(_flatten(res, path))
         except (OSError, ValueError) as exc:
-            problems.append({"result_path": str(path), "status": "unreadable", "message": str(exc)})
+            problems.append({"result_path": str(path), "status": "unreadable", "message": f"{type(exc).__name__}: {exc}"})
+            continue
+        reason = _invalid_reason(res)
+        if reason is not None:
+            problems.append({"result_path": str(path), "status": "unreadable", "message": reason})
+            continue
+        rows.append(_flatten(res, path))
+    for folder in _unfinished_run_dirs(runs_root):
+        problems.append({"result_path": str(folder / RESULT_FILE), "status": IN_PROGRESS,
+                         "message": "run folder without result.json: starting, or stopped before its first record"})
     return pd.DataFrame(rows), problems
 
 
 def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tuple[str, ...]] | None,
                  problems: list[dict[str, str]]) -> pd.DataFrame:
-    """Mean/std over seeds per task, one row per backbone x method x method setting."""
+    """Mean/std over seeds per task, one row per backbone x method x method setting.
+
+    Rows are keyed by backbone, so runs on different backbones are never averaged together.
+    """
     out_rows = []
     for key, part in ok.groupby(ROW_KEYS, sort=True):
         row: dict[str, Any] = dict(zip(ROW_KEYS, key, strict=True))
         row["family"] = part["family"].iloc[0]
         row["subfamily"] = part["subfamily"].iloc[0]
         row["method_options"] = part["method_options"].iloc[0]
+        used = []
         for task in tasks:
             runs = part[part["task"] == task]
             if runs.empty:
@@ -94,49 +184,74 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
                     "message": f"{'/'.join(map(str, key))} on {task}: setting {other} not averaged in; "
                                f"the table uses the most recent setting {latest}",
                 })
-            acc = runs[runs["setting_hash"] == latest]["accuracy"].astype(float)
+            chosen = runs[runs["setting_hash"] == latest]
+            used.append(chosen)
+            acc = chosen["accuracy"].astype(float)
             row[task] = acc.mean()
             row[f"{task}_std"] = acc.std(ddof=0) if len(acc) > 1 else 0.0
             row[f"{task}_n"] = len(acc)
-        values = [row[t] for t in tasks]
-        if groups:
-            group_means = []
-            for group, members in groups.items():
-                vals = [row[t] for t in members]
-                row[group] = sum(vals) / len(vals) if all(v is not None for v in vals) else None
-                group_means.append(row[group])
-            row["mean_of_group_means"] = (
-                sum(group_means) / len(group_means) if all(g is not None for g in group_means) else None
-            )
-        present = [v for v in values if v is not None]
-        row["mean_over_tasks"] = sum(present) / len(present) if len(present) == len(tasks) else None
+        row.update(group_means({t: row[t] for t in tasks}, groups, tasks))
+        present = [row[t] for t in tasks if row[t] is not None]
         row["mean_over_present_tasks"] = sum(present) / len(present) if present else None
         row["tasks_present"] = len(present)
         row["params_M"] = part["trainable_params_without_head"].max() / 1e6
         row["params_with_head_M"] = part["trainable_params"].max() / 1e6
-        row["trainable_percent"] = part["trainable_percent"].max()
+        row["trainable_percent"] = part["trainable_percent"].max() if "trainable_percent" in part else None
+        # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
+        row["ppt"] = ppt(row["mean_over_tasks"], part["trainable_params_without_head"].max())
+        chosen_runs = pd.concat(used)
+        for column, source, how in COST_COLUMNS:
+            values = pd.to_numeric(chosen_runs[source], errors="coerce") if source in chosen_runs else pd.Series([])
+            row[column] = getattr(values, how)() if values.notna().any() else None
         out_rows.append(row)
     return pd.DataFrame(out_rows)
 
 
-def build_leaderboard(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write the leaderboard CSVs; return their paths by table name."""
+@dataclasses.dataclass
+class Leaderboard:
+    """What one build produced: the files written and the counts the command line reports."""
+
+    written: dict[str, Path]
+    valid_runs: int
+    in_progress: int
+    unreadable: list[dict[str, str]]
+    backbones: dict[str, list[str]]  # suite table name -> the backbones that have rows in it
+
+
+def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_dir: str | Path | None = None,
+          plots: bool = False) -> Leaderboard:
+    """Write every leaderboard table (and, with ``plots``, the figures and the summary page).
+
+    Args:
+        results_dir: folder holding ``runs/``.
+        out_dir: output folder (default ``<results_dir>/leaderboard``).
+        reference_dir: folder of published tables (default ``<results_dir>/reference``; a missing
+            folder means no comparison tables).
+        plots: also write ``plots/*.png`` with the CSV of each figure's data and ``summary.md``
+            (needs matplotlib, the ``plots`` extra).
+
+    Returns:
+        A :class:`Leaderboard`.
+    """
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / "leaderboard"
+    reference = load_reference(reference_dir if reference_dir is not None else results_dir / "reference")
+    if plots:
+        require_matplotlib()  # fail before writing anything
     out.mkdir(parents=True, exist_ok=True)
     runs, problems = collect_runs(results_dir)
+    unreadable = [dict(p) for p in problems if p["status"] == "unreadable"]
     written: dict[str, Path] = {}
     runs.to_csv(out / "runs.csv", index=False)
     written["runs"] = out / "runs.csv"
+    tables: dict[str, tuple[str, pd.DataFrame]] = {}
+    valid = 0
     if not runs.empty:
-        bad = runs[runs["status"] != "success"]
-        for _, r in bad.iterrows():
-            problems.append({"result_path": r["result_path"], "status": r["status"], "message": r.get("message", "")})
+        for _, r in runs[runs["status"] != "success"].iterrows():
+            problems.append(_unfinished_problem(r))
+        valid = int((runs["status"] != RUNNING_STATUS).sum())
         ok = runs[(runs["status"] == "success") & (runs["protocol"] == "final")]
-        suites = {
-            "vtab1k": ("vtab", VTAB_TASKS, VTAB_GROUPS),
-            "fgvc": ("fgvc", FGVC_TASKS, None),
-        }
+        suites = {"vtab1k": ("vtab", VTAB_TASKS, VTAB_GROUPS), "fgvc": ("fgvc", FGVC_TASKS, None)}
         embedded_tasks = tuple(sorted(ok[ok["suite"] == "embedded"]["task"].unique()))
         if embedded_tasks:
             suites["embedded"] = ("embedded", embedded_tasks, None)
@@ -147,6 +262,29 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path | None = None
             table = _suite_table(part, tasks, groups, problems)
             table.to_csv(out / f"{name}.csv", index=False)
             written[name] = out / f"{name}.csv"
+            tables[name] = (suite, table)
+            if suite in SUITE_TASKS:
+                versus = compare(table, reference, suite)
+                versus.to_csv(out / f"{name}_vs_reference.csv", index=False)
+                written[f"{name}_vs_reference"] = out / f"{name}_vs_reference.csv"
+        fronts = pareto_table(tables)
+        if not fronts.empty:
+            fronts.to_csv(out / "pareto.csv", index=False)
+            written["pareto"] = out / "pareto.csv"
     pd.DataFrame(problems, columns=["result_path", "status", "message"]).to_csv(out / "problems.csv", index=False)
     written["problems"] = out / "problems.csv"
-    return written
+    in_progress = sum(p["status"] == IN_PROGRESS for p in problems)
+    if plots:
+        from peftbench.results.plots import write_plots
+        from peftbench.results.report import write_summary
+
+        figures = write_plots(tables, reference, out / "plots")
+        written.update(figures)
+        written["summary"] = write_summary(out, tables, reference, figures, problems, valid)
+    backbones = {name: sorted(set(t["backbone"])) for name, (_, t) in tables.items()}
+    return Leaderboard(written, valid, in_progress, unreadable, backbones)
+
+
+def build_leaderboard(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write the leaderboard CSVs (no plots); return their paths by table name."""
+    return build(results_dir, out_dir).written
