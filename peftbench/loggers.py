@@ -21,8 +21,8 @@ class LoggerConfig:
     name: str = "csv"
     project: str = "peftbench"
     entity: str | None = None
-    group: str | None = None
-    mode: str = "auto"  # auto = online if credentials are configured, else offline; online | offline | disabled
+    group: str | None = None  # None: the sweep folder's name in a multirun (runs of one sweep together)
+    mode: str = "offline"  # offline (sync later with `wandb sync`) | online | auto (online if credentials exist) | disabled
 
     def __post_init__(self) -> None:
         if self.name not in LOGGERS:
@@ -34,17 +34,28 @@ class LoggerConfig:
 class RunLogger:
     """Writes ``metrics.csv`` and ``metrics.jsonl`` in the run folder; mirrors to wandb if enabled."""
 
-    def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, run_dir: Path, cfg: LoggerConfig, run_name: str, config: dict[str, Any], keep_epochs: int = 0
+    ) -> None:
         self.csv_path = run_dir / "metrics.csv"
         self.jsonl_path = run_dir / "metrics.jsonl"
+        # A resumed run keeps the records of the epochs its checkpoint holds; anything later is redone.
+        kept = _records_up_to(self.jsonl_path, keep_epochs) if keep_epochs else []
         self.csv_path.unlink(missing_ok=True)
         self.jsonl_path.unlink(missing_ok=True)
         self._fields: list[str] = []
+        for record in kept:
+            self._append(record)
         self._wandb = None
         if cfg.name == "wandb":
             self._wandb = _start_wandb(cfg, run_dir, run_name, config)
 
     def log(self, record: dict[str, Any]) -> None:
+        self._append(record)
+        if self._wandb is not None:
+            self._wandb.log(record)
+
+    def _append(self, record: dict[str, Any]) -> None:
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         new = [k for k in record if k not in self._fields]
@@ -54,8 +65,6 @@ class RunLogger:
         else:
             with open(self.csv_path, "a", newline="") as f:
                 csv.DictWriter(f, self._fields).writerow(record)
-        if self._wandb is not None:
-            self._wandb.log(record)
 
     def _rewrite_csv(self) -> None:
         # A new column appeared: rewrite the CSV from the JSON-lines log so every row has every column.
@@ -71,6 +80,23 @@ class RunLogger:
             self._wandb.finish()
 
 
+def _records_up_to(path: Path, epoch: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("epoch", 0) <= epoch and not r.get("final")]
+
+
+def sweep_group() -> str | None:
+    """The Hydra multirun's folder name (one wandb group per sweep); ``None`` outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
 def _start_wandb(cfg: LoggerConfig, run_dir: Path, run_name: str, config: dict[str, Any]):
     import wandb
 
@@ -80,6 +106,6 @@ def _start_wandb(cfg: LoggerConfig, run_dir: Path, run_name: str, config: dict[s
         mode = "online" if has_key else "offline"
     # The config passed to wandb is the resolved run config, which holds no credentials.
     return wandb.init(
-        project=cfg.project, entity=cfg.entity, group=cfg.group, name=run_name, dir=str(run_dir),
+        project=cfg.project, entity=cfg.entity, group=cfg.group or sweep_group(), name=run_name, dir=str(run_dir),
         config=config, mode=mode, reinit=True,
     )

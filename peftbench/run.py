@@ -18,6 +18,7 @@ import torch
 from peftbench.config import build_config, to_plain
 from peftbench.data import DataConfig, build_splits
 from peftbench.data import DatasetConfig as _DatasetConfig
+from peftbench.engine.checkpoint import EpochCheckpoint, ResumeConfig
 from peftbench.engine.loop import TrainerConfig, autocast_dtype, resolve_device, train_and_evaluate
 from peftbench.engine.measure import code_version, device_name, inference_throughput, library_versions
 from peftbench.engine.optim import OptimConfig
@@ -55,6 +56,7 @@ class RunConfig:
     protocol: str
     results_dir: Path
     on_existing: str
+    resume: ResumeConfig = dataclasses.field(default_factory=ResumeConfig)
 
 
 def parse_config(cfg: Any) -> tuple[RunConfig, dict[str, Any]]:
@@ -82,6 +84,7 @@ def parse_config(cfg: Any) -> tuple[RunConfig, dict[str, Any]]:
         protocol=plain["protocol"],
         results_dir=Path(plain.get("paths", {}).get("results_dir", "results")),
         on_existing=plain.get("on_existing", "skip"),
+        resume=build_config(ResumeConfig, plain.get("resume", {}), "resume"),
     )
     return run, plain
 
@@ -123,6 +126,7 @@ def run(cfg: Any) -> dict[str, Any]:
                     f"a finished run with the same config exists at {result_path}; "
                     "pass on_existing=skip to keep it or on_existing=overwrite to rerun (the old result is kept as a backup)"
                 )
+            EpochCheckpoint(out, rc.resume).discard()  # overwrite retrains; a kept checkpoint would resume
         backup = result_path.with_name(f"{RESULT_FILE}.bak-{dt.datetime.now():%Y%m%d-%H%M%S}")
         result_path.rename(backup)
         print(f"[peftbench] previous result moved to {backup}")
@@ -177,6 +181,7 @@ def run(cfg: Any) -> dict[str, Any]:
     result["metrics"]["wall_seconds"] = time.perf_counter() - t0
     result["finished_at"] = _now()
     write_json_atomic(result_path, result)
+    EpochCheckpoint(out, rc.resume).finish()  # finished (success or diverged): nothing left to resume
     return result
 
 
@@ -202,10 +207,15 @@ def _train(rc: RunConfig, method, device: torch.device, out: Path, result: dict[
     n_opt = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if n_opt != counts.trainable_params:  # the optimizer sees exactly the counted parameters
         raise RuntimeError(f"optimizer would hold {n_opt} parameters, counted {counts.trainable_params}")
-    logger = RunLogger(out, rc.logger, run_name=out.relative_to(rc.results_dir).as_posix(), config=plain)
+    checkpoint = EpochCheckpoint(out, rc.resume)
+    logger = RunLogger(out, rc.logger, run_name=out.relative_to(rc.results_dir).as_posix(), config=plain,
+                       keep_epochs=checkpoint.saved_epoch())
     outcome = train_and_evaluate(
-        model, splits.train, splits.eval, rc.trainer, rc.optim, device, rc.seed, rc.data.num_workers, logger.log
+        model, splits.train, splits.eval, rc.trainer, rc.optim, device, rc.seed, rc.data.num_workers, logger.log,
+        checkpoint=checkpoint,
     )
+    if checkpoint.resumed_from:
+        result["resumed_from_epoch"] = checkpoint.resumed_from
     metrics = result["metrics"]
     metrics.update(
         accuracy=outcome.accuracy,

@@ -15,7 +15,7 @@ from peftbench.cli import config_dir, console, reporting_user_errors
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def _main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> float:
     from peftbench.run import run
 
     result = reporting_user_errors(run, cfg)
@@ -26,6 +26,9 @@ def _main(cfg: DictConfig) -> None:
         f"top-1 {metrics.get('accuracy')} on {metrics.get('accuracy_split')}; "
         f"result: {result['run_dir']}/result.json"
     )
+    # The job's objective for Hydra sweepers that optimise (Optuna): top-1 on the evaluation split
+    # (val200 under protocol=tune); a diverged run counts as 0.
+    return float(metrics.get("accuracy") or 0.0)
 
 
 def main() -> None:

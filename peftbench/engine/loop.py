@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from peftbench.engine.checkpoint import EpochCheckpoint
 from peftbench.engine.measure import PeakMemory, sync
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at
 from peftbench.errors import ConfigError
@@ -121,6 +122,7 @@ def train_and_evaluate(
     seed: int | None,
     num_workers: int = 0,
     log: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> TrainOutcome:
     """Train the trainable parameters of ``model`` and report the last epoch's evaluation accuracy.
 
@@ -134,6 +136,8 @@ def train_and_evaluate(
         seed: seeds the shuffling generator (None: nondeterministic).
         num_workers: data-loader workers.
         log: called with one dict per epoch (and per extra evaluation).
+        checkpoint: saves the loop state after each epoch and restores it first when one exists
+            (see :mod:`peftbench.engine.checkpoint`).
 
     Returns:
         The measured outcome. A NaN/inf loss stops training with status ``diverged``.
@@ -159,8 +163,12 @@ def train_and_evaluate(
     history: list[dict[str, float]] = []
     epoch_times: list[tuple[float, int]] = []
     step, loss_value, status, message = 0, None, "success", ""
+    first_epoch = 0
+    if checkpoint is not None and (saved := checkpoint.restore(model, optimizer, generator, steps_per_epoch)):
+        first_epoch, step, loss_value = saved["epoch"], saved["step"], saved["loss_value"]
+        history, epoch_times = saved["history"], saved["epoch_times"]
     t_start = time.perf_counter()
-    epochs = range(cfg.epochs)
+    epochs = range(first_epoch, cfg.epochs)
     if cfg.progress:
         from tqdm.auto import tqdm
 
@@ -200,6 +208,10 @@ def train_and_evaluate(
             log(record)
         if cfg.progress:
             epochs.set_postfix(loss=f"{loss_value:.4f}")  # type: ignore[union-attr]
+        if checkpoint is not None:
+            loop_state = {"epoch": epoch + 1, "step": step, "loss_value": loss_value, "history": history,
+                          "epoch_times": epoch_times}
+            checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.epochs)
     train_seconds = time.perf_counter() - t_start
     peak = mem.peak_mb()
     accuracy = None

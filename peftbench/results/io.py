@@ -20,6 +20,7 @@ NON_SEMANTIC_KEYS = (
     "data.num_workers",
     "logger",
     "on_existing",
+    "resume",  # epoch checkpoints: how a run is kept, not what it computes
     "trainer.device",
     "trainer.progress",
     "trainer.num_threads",

@@ -1,0 +1,34 @@
+"""``peftbench-tune``: tune on train800/val200, select on val accuracy, run ``final`` with the winner.
+
+Examples:
+    peftbench-tune method=lora dataset=vtab/dtd data.root=/data backbone=vit_b16_in21k
+    peftbench-tune search=optuna method=lora dataset=vtab/dtd data.root=/data
+    peftbench-tune method=lora,ssf sweep=vtab1k data.root=/data hydra/launcher=slurm hydra.launcher.partition=gpu
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = __doc__
+
+
+def main() -> None:
+    """Console-script entry point: ``[search=grid|optuna]`` plus ``peftbench-train`` overrides."""
+    from peftbench.cli import check_group_overrides, reporting_user_errors
+    from peftbench.sweeps.tune import tune
+
+    argv = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return
+    search = "grid"
+    for a in [a for a in argv if a.startswith("search=")]:
+        search = a.partition("=")[2]
+        argv.remove(a)
+    check_group_overrides(argv)
+    reporting_user_errors(tune, argv, search)
+
+
+if __name__ == "__main__":
+    main()
