@@ -42,7 +42,7 @@ def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
         assert m["trainable_params"] > 0 and m["peak_train_mem_mb"] > 0 and m["infer_img_s"] > 0
         assert m["train_img_s"] > 0 and m["checkpoint_bytes"] > 0 and m["wall_seconds"] > 0
         assert len(r["manifest_sha256"]) == 64 and r["train_split"] == "train800val200"
-        assert r["config"]["backbone"]["name"] == "vit_test" and r["versions"]["torch"]
+        assert r["config"]["backbone"]["name"] == "vit_micro" and r["versions"]["torch"]
         assert (Path(r["run_dir"]) / "metrics.csv").exists() and (Path(r["run_dir"]) / "task.safetensors").exists()
     full, linear = sorted(results, key=lambda r: r["method"])
     assert full["metrics"]["trainable_params_without_head"] == full["metrics"]["backbone_params"]

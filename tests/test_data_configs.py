@@ -51,8 +51,10 @@ def test_every_dataset_yaml_composes_into_a_typed_config(option):
     elif suite == "fgvc":
         assert cfg.name in FGVC_TASKS and (cfg.num_classes, cfg.image_dir) == FGVC_FACTS[cfg.name]
     else:
-        assert (cfg.name, cfg.num_classes, cfg.group) == ("dsprites_loc", 16, "structured")
-        assert cfg.folder != "dsprites_loc"  # never collides with the real VTAB folder under one data.root
+        from peftbench.data.embedded import TASKS
+
+        assert (cfg.num_classes, cfg.group) == (TASKS[cfg.name].num_classes, TASKS[cfg.name].group)
+        assert cfg.folder != cfg.name  # never collides with the real VTAB folder under one data.root
 
 
 def test_the_canonical_configs_cover_both_suites_exactly():
@@ -61,7 +63,9 @@ def test_the_canonical_configs_cover_both_suites_exactly():
     assert all(o.endswith("/" + n) for o, n in names.items())  # file name == canonical name
     assert {n for o, n in names.items() if o.startswith("vtab/")} == set(VTAB_CLASSES)
     assert {n for o, n in names.items() if o.startswith("fgvc/")} == set(FGVC_FACTS)
-    assert [o for o in canonical if o.startswith("embedded/")] == ["embedded/dsprites_loc"]
+    from peftbench.data.embedded import TASKS
+
+    assert [o for o in canonical if o.startswith("embedded/")] == sorted(f"embedded/{t}" for t in TASKS)
 
 
 def test_aliases_dict_matches_the_alias_yamls():

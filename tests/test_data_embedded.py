@@ -130,7 +130,8 @@ def test_concurrent_first_use_ends_with_one_complete_copy(tmp_path):
 
 def test_bad_embedded_requests(tmp_path):
     with pytest.raises(
-        UnknownNameError, match="unknown embedded task 'shapes_rot'; valid choices: dsprites_loc"
+        UnknownNameError,
+        match="unknown embedded task 'shapes_rot'; valid choices: clevr_count, clevr_dist, digits, dsprites_loc",
     ):
         emb.ensure_embedded("shapes_rot", tmp_path / "x")
     blocker = tmp_path / "a_file"

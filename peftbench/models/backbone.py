@@ -7,6 +7,8 @@ Weights (``backbone.weights``):
     ``state_dict`` or ``module``), or the original Google ``.npz`` (ViT; read by timm's npz loader).
     The pretrained classifier (and ViT pre-logits) is dropped: the task head is always fresh.
   * ``none``: random init.
+  * ``package:<path>``: a local file shipped inside the installed peftbench package (e.g.
+    ``package:assets/vit_micro_fractal.safetensors``), found wherever peftbench is installed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from peftbench.errors import CheckpointError, ConfigError
 
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 HUB_HOST = "huggingface.co"
+PACKAGE_PREFIX = "package:"
 
 
 @dataclasses.dataclass
@@ -102,7 +105,14 @@ def build_backbone(cfg: BackboneConfig, num_classes: int) -> nn.Module:
             raise CheckpointError(
                 f"fetching weights for {cfg.timm_name} failed ({exc}); pass backbone.weights=/path/to/file instead"
             ) from None
-    return load_local(cfg, num_classes, Path(weights).expanduser())
+    return load_local(cfg, num_classes, weights_path(weights))
+
+
+def weights_path(weights: str) -> Path:
+    """The file a local ``backbone.weights`` names; ``package:<path>`` is relative to the peftbench package."""
+    if weights.startswith(PACKAGE_PREFIX):
+        return Path(__file__).resolve().parent.parent / weights.removeprefix(PACKAGE_PREFIX)
+    return Path(weights).expanduser()
 
 
 def load_local(cfg: BackboneConfig, num_classes: int, path: Path) -> nn.Module:
