@@ -20,7 +20,7 @@ def config_dir() -> str:
     return str(path)
 
 
-GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "experiment")
+GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "experiment", "sweep")
 
 
 def group_options(group: str) -> list[str]:
@@ -40,7 +40,7 @@ def check_group_overrides(argv: list[str]) -> None:
 
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or key not in GROUPS or "(" in value or value in ("", "null"):
+        if not sep or key not in GROUPS or "(" in value or "[" in value or value in ("", "null"):
             continue
         valid = group_options(key)
         for option in value.split(","):

@@ -131,6 +131,20 @@ def _unfinished_problem(r: pd.Series) -> dict[str, str]:
     return {"result_path": r["result_path"], "status": r["status"], "message": message}
 
 
+def _embedded_groups(tasks: tuple[str, ...]) -> dict[str, tuple[str, ...]] | None:
+    """VTAB groups of the embedded tasks present (registered tasks only; ``None`` if any is unknown)."""
+    from peftbench.data.embedded import TASKS
+
+    if any(t not in TASKS for t in tasks):
+        return None
+    groups: dict[str, tuple[str, ...]] = {}
+    for group in ("natural", "specialized", "structured"):
+        members = tuple(t for t in tasks if TASKS[t].group == group)
+        if members:
+            groups[group] = members
+    return groups
+
+
 def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Read every ``runs/**/result.json``.
 
@@ -254,7 +268,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         suites = {"vtab1k": ("vtab", VTAB_TASKS, VTAB_GROUPS), "fgvc": ("fgvc", FGVC_TASKS, None)}
         embedded_tasks = tuple(sorted(ok[ok["suite"] == "embedded"]["task"].unique()))
         if embedded_tasks:
-            suites["embedded"] = ("embedded", embedded_tasks, None)
+            suites["embedded"] = ("embedded", embedded_tasks, _embedded_groups(embedded_tasks))
         for name, (suite, tasks, groups) in suites.items():
             part = ok[ok["suite"] == suite]
             if part.empty:
