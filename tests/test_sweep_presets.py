@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from peftbench.cli import config_dir
 from peftbench.errors import ConfigError
@@ -43,8 +44,13 @@ def test_suite_presets_list_exactly_the_suite(preset, tasks):
 
 def test_vitb16_table_is_every_method_on_every_dataset():
     jobs = expand(["sweep=vitb16_table"])
-    assert len(jobs) == len(available_methods()) * (19 + 5)
-    assert sorted(set(_values(jobs, "method"))) == available_methods()
+    # every method config: the registered methods plus the composed presets (name: compose)
+    method_files = sorted(p.stem for p in (Path(config_dir()) / "method").glob("*.yaml"))
+    assert set(available_methods()) <= set(method_files)
+    for preset in set(method_files) - set(available_methods()):
+        assert OmegaConf.load(Path(config_dir()) / "method" / f"{preset}.yaml").name == "compose"
+    assert len(jobs) == len(method_files) * (19 + 5)
+    assert sorted(set(_values(jobs, "method"))) == method_files
     assert sorted(set(_dataset_names(jobs))) == sorted(VTAB_TASKS + FGVC_TASKS)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=vitb16_table"])
