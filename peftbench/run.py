@@ -226,7 +226,9 @@ def _train(rc: RunConfig, method, device: torch.device, out: Path, result: dict[
         peak_train_mem_mb=outcome.peak_train_mem_mb,
         peak_train_mem_source=outcome.peak_train_mem_source,
         train_seconds=outcome.train_seconds,
+        data_wait_fraction=outcome.data_wait_fraction,
     )
+    result["input_pipeline"] = outcome.input_pipeline  # input / prefix cache decisions (engine/prefix_cache.py)
     if rc.trainer.eval_every:
         # Not the headline: the maximum over periodic evaluations on the evaluation split, which
         # several public scripts report; kept apart so it is never mistaken for `accuracy`.

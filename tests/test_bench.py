@@ -1,29 +1,76 @@
-"""peftbench-bench prints one JSON object with the fields the performance tables use."""
+"""peftbench-bench prints one JSON object with the fields the performance tables use; the all-methods run
+writes the CSV and markdown files. Figures are not checked (they are benchmarks), only their presence."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 FIELDS = {"forward_ms", "train_step_ms", "train_over_forward", "full_ft_over_forward", "peak_train_mem_mb",
-          "infer_img_s", "infer_img_s_b1", "infer_img_s_b8", "merged_infer_over_base", "device"}
+          "infer_img_s", "infer_img_s_b1", "infer_img_s_b8", "base_infer_img_s_b1", "base_infer_img_s_b8",
+          "merged_infer_over_base", "device", "precision", "status"}
+MERGED = {"merged_infer_img_s_b1", "merged_infer_img_s_b8"}
+HF_PAIR = {"hf_lora_status", "paired_lora_train_step_ms", "hf_lora_train_step_ms", "lora_over_hf_lora_step"}
+PROBE = {"probe_status", "probe_forward_pass_ms", "probe_run_ms", "probe_run_over_forward_pass"}
+SMALL = ["bench.batch_size=8", "bench.infer_batch_sizes=[1,8]", "bench.iters=2", "bench.repeats=2", "bench.warmup=1",
+         "bench.probe_images=32", "bench.probe_epochs=3", "bench.num_threads=1"]
 
 
-@pytest.mark.parametrize("method", ["linear", "full"])
-def test_bench_json_fields(tmp_path, method):
-    csv = tmp_path / "bench.csv"
+def _bench(tmp_path, *overrides: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "peftbench.cli.bench", f"method={method}", "bench.batch_size=8",
-         "bench.infer_batch_sizes=[1,8]", "bench.iters=2", "bench.warmup=1", f"csv={csv}"],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+        [sys.executable, "-m", "peftbench.cli.bench", *SMALL, *overrides],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert FIELDS <= set(out)
-    assert out["method"] == method and out["train_step_ms"] > 0 and out["forward_ms"] > 0
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _positive(out: dict, keys: set[str]) -> None:
+    for key in keys:
+        assert isinstance(out[key], float) and math.isfinite(out[key]) and out[key] > 0, key
+
+
+@pytest.mark.parametrize("method", ["linear", "lora"])
+def test_bench_json_fields(tmp_path, method):
+    csv = tmp_path / "bench.csv"
+    out = _bench(tmp_path, f"method={method}", f"csv={csv}")
+    assert FIELDS <= set(out) and out["method"] == method and out["status"] == "ok"
+    _positive(out, {"forward_ms", "train_step_ms", "full_ft_over_forward", "infer_img_s_b1", "infer_img_s_b8"})
     assert out["train_over_forward"] == pytest.approx(out["train_step_ms"] / out["forward_ms"])
+    if method == "lora":  # mergeable, and timed beside PEFT's LoRA
+        assert MERGED | HF_PAIR <= set(out) and out["hf_lora_status"] == "ok"
+        _positive(out, {"merged_infer_over_base", "lora_over_hf_lora_step"} | MERGED)
+        assert out["lora_over_hf_lora_step"] == pytest.approx(
+            out["paired_lora_train_step_ms"] / out["hf_lora_train_step_ms"])
+    else:  # a linear probe caches the whole backbone: the VTAB-1k-shaped run is measured
+        assert out["merged_infer_over_base"] is None and PROBE <= set(out) and out["probe_status"] == "ok"
+        assert out["probe_prefix_cached_through"] == "pre_logits"
+        _positive(out, {"probe_run_over_forward_pass"})
     assert csv.read_text().count("\n") == 2  # header + one row
+
+
+def test_all_methods_writes_device_csv_and_markdown(tmp_path):
+    out = _bench(tmp_path, "all_methods=true", "methods=[linear,lst]", "out_dir=bench", "bench.compare_hf_lora=false")
+    assert out["methods"] == 2 and out["failed"] == []
+    csv, md = tmp_path / out["csv"], tmp_path / out["markdown"]
+    assert csv.parent == tmp_path / "bench" and csv.stem == md.stem and csv.suffix == ".csv"
+    frame = pd.read_csv(csv)
+    assert list(frame["method"]) == ["linear", "lst"] and set(frame["status"]) == {"ok"}
+    assert FIELDS - {"merged_infer_over_base"} <= set(frame.columns)  # empty for both: neither is mergeable
+    text = md.read_text()
+    assert text.count("`peftbench-bench ") == 1 and "all_methods=true methods=[linear,lst] out_dir=bench" in text
+    assert "| method | status | train_over_forward |" in text and text.count("\n| l") == 2
+
+
+def test_unknown_methods_are_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "peftbench.cli.bench", "all_methods=true", "methods=[linear,lorra]", *SMALL],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )
+    assert proc.returncode == 2 and "lorra" in proc.stderr and "Traceback" not in proc.stderr

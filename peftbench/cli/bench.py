@@ -2,6 +2,7 @@
 
 Examples:
     peftbench-bench backbone=vit_b16_in21k method=lora
+    peftbench-bench backbone=vit_b16_in21k all_methods=true   # every method -> results/benchmarks/<device>.csv
     peftbench-bench -m method=linear,full backbone=vit_test csv=results/benchmarks/cpu.csv
 """
 
@@ -16,15 +17,35 @@ from omegaconf import DictConfig
 from peftbench.cli import config_dir, console, reporting_user_errors
 
 
+def _command() -> str:
+    """The command line that produced this output (console script and overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        overrides = []
+    return " ".join(["peftbench-bench", *overrides])
+
+
 def _bench(cfg: DictConfig) -> dict:
-    from peftbench.bench import BenchConfig, run_bench
+    from peftbench.bench import BenchConfig, run_bench, run_sweep
     from peftbench.config import build_config, to_plain
     from peftbench.models import make_backbone_config
 
     plain = to_plain(cfg)
+    bench = build_config(BenchConfig, plain["bench"], "bench")
+    backbone = make_backbone_config(plain["backbone"])
+    if bench.num_threads > 0:
+        import torch
+
+        torch.set_num_threads(bench.num_threads)
+    if plain.get("all_methods"):
+        return run_sweep(backbone, bench, Path(plain.get("out_dir") or "results/benchmarks"), _command(),
+                         plain.get("methods") or None)
     method = dict(plain["method"])
     name = method.pop("name")
-    result = run_bench(make_backbone_config(plain["backbone"]), name, method, build_config(BenchConfig, plain["bench"], "bench"))
+    result = run_bench(backbone, name, method, bench)
     if plain.get("csv"):
         import pandas as pd
 

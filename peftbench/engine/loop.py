@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from peftbench.data.cache import WaitClock, data_wait_fraction
 from peftbench.engine.checkpoint import EpochCheckpoint
 from peftbench.engine.measure import PeakMemory, sync
-from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at
+from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fused_adamw
+from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -42,6 +44,10 @@ class TrainerConfig:
     progress: bool = True
     merge: bool = False  # after training, merge reparameterisable methods and measure the merged model
     num_threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    input_cache: bool = True  # decode augmentation-free splits once (peftbench.data.cache)
+    prefix_cache: bool = True  # train on cached frozen-prefix activations when safe (engine.prefix_cache)
+    compile: bool = False  # torch.compile the training forward
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,6 +99,8 @@ class TrainOutcome:
     train_seconds: float
     eval_history: list[dict[str, float]]
     message: str = ""
+    data_wait_fraction: float | None = None  # share of epoch time spent waiting for batches (epochs after the first)
+    input_pipeline: dict[str, Any] = dataclasses.field(default_factory=dict)  # cache decisions (prefix_cache.py)
 
 
 @torch.inference_mode()
@@ -145,19 +153,29 @@ def train_and_evaluate(
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(
-        params, optim_cfg, cfg.lr, cfg.weight_decay, fused=device.type == "cuda" and optim_cfg.name == "adamw"
+        params, optim_cfg, cfg.lr, cfg.weight_decay, fused=use_fused_adamw(device, optim_cfg)
     )
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
-    loader = DataLoader(
-        train_data, batch_size=cfg.batch_size, shuffle=True, generator=generator, num_workers=num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+    dtype = autocast_dtype(cfg, device)
+    t_setup = time.perf_counter()
+    inputs = build_train_inputs(
+        model, train_data, cfg.batch_size, cfg.eval_batch_size, generator, device, dtype, num_workers,
+        cfg.input_cache, cfg.prefix_cache, cfg.compile_backend if cfg.compile else None,
+        eval_data if cfg.eval_every else None,
     )
+    setup_seconds = time.perf_counter() - t_setup  # decoding / prefix caches, counted as training time
+    loader, clock = inputs.batches, WaitClock()
+
+    def run_eval() -> float:
+        if inputs.evaluate is not None:  # periodic evaluations on a cached frozen prefix
+            return inputs.evaluate()
+        return evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
-    dtype = autocast_dtype(cfg, device)
     mem = PeakMemory(device)
     mem.start()
     history: list[dict[str, float]] = []
@@ -167,6 +185,7 @@ def train_and_evaluate(
     if checkpoint is not None and (saved := checkpoint.restore(model, optimizer, generator, steps_per_epoch)):
         first_epoch, step, loss_value = saved["epoch"], saved["step"], saved["loss_value"]
         history, epoch_times = saved["history"], saved["epoch_times"]
+    restored_epochs = len(epoch_times)
     t_start = time.perf_counter()
     epochs = range(first_epoch, cfg.epochs)
     if cfg.progress:
@@ -176,12 +195,12 @@ def train_and_evaluate(
     for epoch in epochs:
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for images, labels in loader:
+        for images, labels in clock.wrap(loader):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cfg.lr, cfg.warmup_lr, cfg.min_lr)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(images)
+                logits = inputs.forward(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 status = "diverged"
@@ -200,9 +219,10 @@ def train_and_evaluate(
         sync(device)
         epoch_times.append((time.perf_counter() - t0, seen))
         loss_value = loss_sum / max(seen, 1)
-        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
+                                  "data_wait_s": clock.epochs[-1]}
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
-            record["eval_accuracy"] = evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+            record["eval_accuracy"] = run_eval()
             history.append({"epoch": epoch + 1, "eval_accuracy": record["eval_accuracy"]})
         if log is not None:
             log(record)
@@ -212,11 +232,11 @@ def train_and_evaluate(
             loop_state = {"epoch": epoch + 1, "step": step, "loss_value": loss_value, "history": history,
                           "epoch_times": epoch_times}
             checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.epochs)
-    train_seconds = time.perf_counter() - t_start
+    train_seconds = time.perf_counter() - t_start + setup_seconds
     peak = mem.peak_mb()
     accuracy = None
     if status == "success":
-        accuracy = evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+        accuracy = run_eval()
         history.append({"epoch": cfg.epochs, "eval_accuracy": accuracy})
         if log is not None:
             log({"epoch": cfg.epochs, "eval_accuracy": accuracy, "final": True})
@@ -231,6 +251,8 @@ def train_and_evaluate(
         train_seconds=train_seconds,
         eval_history=history,
         message=message,
+        data_wait_fraction=data_wait_fraction(clock.epochs, [t for t, _ in epoch_times[restored_epochs:]]),
+        input_pipeline=inputs.record,
     )
 
 

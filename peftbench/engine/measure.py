@@ -102,8 +102,8 @@ class _nullcontext:
         return False
 
 
-def device_name(device: torch.device) -> str:
-    """A human-readable device name (GPU model, or the CPU model and core count)."""
+def device_model(device: torch.device) -> str:
+    """The GPU name, or the CPU model string."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
@@ -114,7 +114,21 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    return cpu
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable device name (GPU model, or the CPU model and core count)."""
+    if device.type == "cuda":
+        return device_model(device)
+    return f"{device_model(device)} ({torch.get_num_threads()} threads)"
+
+
+def device_slug(device: torch.device) -> str:
+    """:func:`device_model` as a file name: runs of other characters than letters, digits, ``.``, ``-`` become ``_``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", device_model(device)).strip("_") or device.type
 
 
 def library_versions() -> dict[str, str]:

@@ -56,6 +56,11 @@ def build_optimizer(
     return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
+def use_fused_adamw(device: torch.device, cfg: OptimConfig) -> bool:
+    """The fused AdamW kernel runs on CUDA only; CPU keeps the reference (for-each) implementation."""
+    return device.type == "cuda" and cfg.name == "adamw"
+
+
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, warmup_lr: float, min_lr: float) -> float:
     """Linear warmup from ``warmup_lr`` to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr``."""
     if step < warmup_steps:

@@ -24,6 +24,11 @@ NON_SEMANTIC_KEYS = (
     "trainer.device",
     "trainer.progress",
     "trainer.num_threads",
+    # input / prefix caches and compilation: how a run is computed (equal results, see engine/prefix_cache.py)
+    "trainer.input_cache",
+    "trainer.prefix_cache",
+    "trainer.compile",
+    "trainer.compile_backend",
 )
 
 
