@@ -135,6 +135,8 @@ def run(cfg: Any) -> dict[str, Any]:
     if "task" in options and options["task"] is None:
         # Methods with per-task settings (e.g. VPT's prompt lengths) learn the task from the harness.
         options["task"] = rc.dataset.name
+    if "suite" in options and options["suite"] is None:
+        options["suite"] = rc.dataset.suite  # published per-task settings exist for one suite only (NOAH: VTAB)
     method = build_method(rc.method_name, options)
     if rc.trainer.merge and not method.mergeable:
         raise ConfigError(

@@ -30,6 +30,8 @@ class Row:
         backbones: backbone families the method is defined for; others must raise.
         mergeable: the method folds back into a plain backbone.
         requires: optional packages the method needs (its tests skip cleanly without them).
+        vit_b16_options: config overrides for the ViT-B/16 count (e.g. the task a published architecture
+            belongs to); empty = the registered defaults.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Row:
     backbones: tuple[str, ...] = ("vit", "swin")
     mergeable: bool = False
     requires: tuple[str, ...] = ()
+    vit_b16_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 D, L, MLP = 768, 12, 3072  # ViT-B/16

@@ -160,6 +160,6 @@ def test_vit_b16_parameter_count_matches_the_paper_and_the_formula(name):
     assert row.vit_b16_params is not None and row.vit_b16_formula is not None, "pin the paper's count"
     assert row.vit_b16_formula() == row.vit_b16_params
     model = vit_b16()
-    counts = prepare_model(model, build_method(name))
+    counts = prepare_model(model, build_method(name, row.vit_b16_options))
     assert counts.trainable_params_without_head == row.vit_b16_params, row.source
     assert counts.head_params == 769 * 100

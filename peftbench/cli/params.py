@@ -25,6 +25,10 @@ def param_report(cfg: DictConfig) -> dict:
     plain = to_plain(cfg)
     backbone = dataclasses.replace(make_backbone_config(plain["backbone"]), weights="none")
     method_opts = dict(plain["method"])
+    if "task" in method_opts and method_opts["task"] is None:
+        method_opts["task"] = plain["dataset"]["name"]  # per-task settings, as peftbench-train fills them
+    if "suite" in method_opts and method_opts["suite"] is None:
+        method_opts["suite"] = plain["dataset"]["suite"]
     method = build_method(method_opts.pop("name"), method_opts)
     num_classes = int(plain["dataset"]["num_classes"])
     model = build_backbone(backbone, num_classes)
