@@ -40,7 +40,8 @@ FORBIDDEN = ("protocol", "method.arch", "method.inherit")  # the pipeline sets t
 
 @dataclasses.dataclass
 class StageTraining:
-    """The ``trainer.*`` settings of a training stage (everything else comes from the command line)."""
+    """The ``trainer.*`` settings of a training stage and its ``backbone.drop_path_rate`` (the rest comes from
+    the command line)."""
 
     epochs: int = 100
     lr: float = 1e-3
@@ -49,9 +50,11 @@ class StageTraining:
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
     batch_size: int = 64
+    drop_path_rate: float = 0.0
 
     def overrides(self) -> list[str]:
-        return [f"trainer.{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)]
+        out = [f"trainer.{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(StageTraining)]
+        return [o.replace("trainer.drop_path_rate", "backbone.drop_path_rate") for o in out]
 
 
 @dataclasses.dataclass
@@ -64,8 +67,6 @@ class FinalTraining(StageTraining):
         if self.init not in INITS:
             raise ConfigError(f"search.final.init={self.init!r}; valid choices: {', '.join(INITS)}")
 
-    def overrides(self) -> list[str]:
-        return [o for o in super().overrides() if not o.startswith("trainer.init=")]
 
 
 @dataclasses.dataclass

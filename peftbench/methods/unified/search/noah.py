@@ -19,7 +19,7 @@ ZhangYuanhan-AI/NOAH (``model/supernet_vision_transformer_timm.py``, ``model/mod
 Search space (the VTAB one, ``supernet-B_prompt_VTAB.yaml``): each module type draws a depth d from
 {3, 6, 9, 12} and a value from {1, 5, 10} for each of the first d blocks, 0 after them (on backbones with fewer
 blocks the depths are capped at the block count). Supernet: 500 epochs on train800, lr 5e-4, wd 1e-4, batch
-64, one architecture per step; search: evolution on val200, 15 generations (the VTAB script; 20 in
+64, drop-path 0.1, one architecture per step; search: evolution on val200, 15 generations (the VTAB script; 20 in
 ``evolution.py``), population 50, top 10, 25 mutations (m_prob 0.2, depth-resample s_prob 0.4) and 25
 crossovers, limit 0.64M; retrain: 100 epochs on train800val200, lr 1e-3, wd 1e-4
 (``configs/search/noah.yaml``). NOAH's mutation only changes depths (new blocks get random values);
