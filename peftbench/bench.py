@@ -51,6 +51,7 @@ class BenchConfig:
     probe_images: int = 1000  # images of the VTAB-1k-shaped run (train800val200)
     probe_epochs: int = 100  # epochs of that run; 0 skips it
     num_threads: int = 0  # torch CPU threads (0 keeps torch's default); 1 is steadier on a shared CPU
+    probe_methods: tuple[str, ...] = ()  # methods that get the probe run; empty = every method with a cached prefix
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.iters < 1 or self.repeats < 1 or self.warmup < 0:
@@ -62,6 +63,7 @@ class BenchConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"bench.precision={self.precision!r}; valid: auto, fp32, bf16")
         self.infer_batch_sizes = tuple(self.infer_batch_sizes)
+        self.probe_methods = tuple(self.probe_methods)
         if not self.infer_batch_sizes or min(self.infer_batch_sizes) < 1:
             raise ConfigError(f"bench.infer_batch_sizes must be a non-empty list of sizes >= 1, got {self.infer_batch_sizes}")
 
@@ -240,7 +242,11 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
     del merged
     if method.name == "lora" and cfg.compare_hf_lora:
         out.update(compare_hf_lora(backbone_cfg, method.config, x, y, device, dtype, cfg))
-    out.update(probe_run(model, backbone_cfg, cfg, device, dtype))
+    if cfg.probe_methods and method.name not in cfg.probe_methods:
+        if cfg.probe_epochs:
+            out["probe_status"] = "skipped: not in bench.probe_methods"
+    else:
+        out.update(probe_run(model, backbone_cfg, cfg, device, dtype))
     return out
 
 
@@ -368,13 +374,24 @@ def run_sweep(backbone_cfg: Any, cfg: BenchConfig, out_dir: Path, command: str,
     csv_path, md_path = out_dir / f"{slug}.csv", out_dir / f"{slug}.md"
     frame = pd.DataFrame(rows)
     frame.to_csv(csv_path, index=False)
-    md_path.write_text(_markdown(frame, backbone_cfg, cfg, device, command, library_versions()))
+    params = sum(p.numel() for p in reference.model.parameters()) if reference.model is not None else None
+    md_path.write_text(_markdown(frame, backbone_cfg, cfg, device, command, library_versions(), params))
     return {"csv": str(csv_path), "markdown": str(md_path), "device": device_name(device), "methods": len(rows),
             "failed": [r["method"] for r in rows if r.get("status") != "ok"]}
 
 
+def cpu_affinity() -> str:
+    """The CPUs this process may run on (``taskset`` pinning), e.g. ``0 of 2``; empty where unknown."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return ""
+    cores = sorted(os.sched_getaffinity(0))
+    return f"{','.join(map(str, cores))} of {os.cpu_count()}"
+
+
 def _markdown(frame: Any, backbone_cfg: Any, cfg: BenchConfig, device: torch.device, command: str,
-              versions: dict[str, str]) -> str:
+              versions: dict[str, str], backbone_params: int | None = None) -> str:
     import datetime as dt
     import os
     import platform
@@ -393,10 +410,17 @@ def _markdown(frame: Any, backbone_cfg: Any, cfg: BenchConfig, device: torch.dev
         f"- command: `{command}`",
         f"- date (UTC): {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}",
         f"- machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} logical CPUs; "
-        f"device `{device_name(device)}`; torch threads {torch.get_num_threads()}",
+        f"device `{device_name(device)}`; torch threads {torch.get_num_threads()}"
+        + (f"; process pinned to CPUs {cpu_affinity()}" if cpu_affinity() else ""),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        f"- backbone `{backbone_cfg.name}` (random init), batch {cfg.batch_size}, precision {precision}, "
+        f"- backbone `{backbone_cfg.name}` (random init): timm `{backbone_cfg.timm_name}`, "
+        f"{backbone_cfg.img_size}x{backbone_cfg.img_size} px"
+        + (f", model_kwargs {dict(backbone_cfg.model_kwargs)}" if backbone_cfg.model_kwargs else "")
+        + (f", {backbone_params / 1e6:.1f}M params" if backbone_params else ""),
+        f"- batch {cfg.batch_size}, inference batches {list(cfg.infer_batch_sizes)}, precision {precision}, "
         f"warmup {cfg.warmup}, {cfg.repeats} interleaved rounds x {cfg.iters} calls, medians",
+        f"- probe run: {cfg.probe_images} images x {cfg.probe_epochs} epochs"
+        + (f", methods {list(cfg.probe_methods)}" if cfg.probe_methods else ", every method with a cached prefix"),
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),

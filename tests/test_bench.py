@@ -56,14 +56,19 @@ def test_bench_json_fields(tmp_path, method):
 
 
 def test_all_methods_writes_device_csv_and_markdown(tmp_path):
-    out = _bench(tmp_path, "all_methods=true", "methods=[linear,lst]", "out_dir=bench", "bench.compare_hf_lora=false")
+    out = _bench(tmp_path, "all_methods=true", "methods=[linear,lst]", "out_dir=bench", "bench.compare_hf_lora=false",
+                 "bench.probe_methods=[lst]")
     assert out["methods"] == 2 and out["failed"] == []
     csv, md = tmp_path / out["csv"], tmp_path / out["markdown"]
     assert csv.parent == tmp_path / "bench" and csv.stem == md.stem and csv.suffix == ".csv"
     frame = pd.read_csv(csv)
     assert list(frame["method"]) == ["linear", "lst"] and set(frame["status"]) == {"ok"}
     assert FIELDS - {"merged_infer_over_base"} <= set(frame.columns)  # empty for both: neither is mergeable
+    assert frame.set_index("method")["probe_status"]["linear"] == "skipped: not in bench.probe_methods"
     text = md.read_text()
+    assert "timm `vit_tiny_patch16_224`, 32x32 px" in text and "M params" in text
+    if hasattr(os, "sched_getaffinity"):  # the taskset pinning is recorded
+        assert f"pinned to CPUs {','.join(map(str, sorted(os.sched_getaffinity(0))))} of {os.cpu_count()}" in text
     assert text.count("`peftbench-bench ") == 1 and "all_methods=true methods=[linear,lst] out_dir=bench" in text
     assert "| method | status | train_over_forward |" in text and text.count("\n| l") == 2
 
