@@ -52,6 +52,8 @@ class BenchConfig:
     probe_epochs: int = 100  # epochs of that run; 0 skips it
     num_threads: int = 0  # torch CPU threads (0 keeps torch's default); 1 is steadier on a shared CPU
     probe_methods: tuple[str, ...] = ()  # methods that get the probe run; empty = every method with a cached prefix
+    task: str = "cifar"  # dataset name given to methods with per-task settings (NOAH's published subnet, VPT auto)
+    suite: str = "vtab"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.iters < 1 or self.repeats < 1 or self.warmup < 0:
@@ -174,6 +176,19 @@ class FullReference:
         return self.model, self.figures
 
 
+def _with_task(method_name: str, options: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+    """``options`` with ``task`` / ``suite`` filled from the bench settings where the method takes them and they
+    are unset, as the training entry point fills them from the dataset."""
+    from peftbench.methods import get_method_class
+
+    fields = {f.name for f in dataclasses.fields(get_method_class(method_name).config_cls)}
+    out = dict(options)
+    for key, value in (("task", cfg.task), ("suite", cfg.suite)):
+        if key in fields and out.get(key) is None:
+            out[key] = value
+    return out
+
+
 def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any], cfg: BenchConfig,
               reference: FullReference | None = None) -> dict[str, Any]:
     """Benchmark one backbone x method on random inputs; return the figures as a flat dict.
@@ -203,7 +218,7 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
     base, full_figures = reference.get(backbone_cfg, x, y, cfg, device, dtype)
 
     torch.manual_seed(0)
-    method = build_method(method_name, method_options)
+    method = build_method(method_name, _with_task(method_name, method_options, cfg))
     model = build_backbone(backbone_cfg, cfg.num_classes)
     counts = prepare_model(model, method)
     model.to(device)

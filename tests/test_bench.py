@@ -79,3 +79,12 @@ def test_unknown_methods_are_a_clear_error(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
     )
     assert proc.returncode == 2 and "lorra" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_methods_with_per_task_settings_get_the_bench_task():
+    from peftbench.bench import BenchConfig, _with_task
+
+    cfg = BenchConfig(task="dtd", suite="vtab")
+    assert _with_task("noah", {}, cfg) == {"task": "dtd", "suite": "vtab"}  # NOAH's published subnet of that task
+    assert _with_task("noah", {"task": "cifar"}, cfg)["task"] == "cifar"  # a set task is kept
+    assert _with_task("lora", {"rank": 4}, cfg) == {"rank": 4}  # methods without per-task settings are untouched
