@@ -12,12 +12,18 @@ Usage::
 
     python scripts/embedded_benchmark.py                       # the default methods, both inits
     python scripts/embedded_benchmark.py --methods linear,lora --inits pretrained
-    python scripts/embedded_benchmark.py --all-methods         # every registered method (slow on CPU)
+    python scripts/embedded_benchmark.py --all-methods --inits pretrained --jobs 2   # every method config, 2 cores
+
+``--jobs N`` splits the methods into N groups run as N concurrent multiruns (one CPU thread each with
+``trainer=embedded``), so a 2-core machine trains two runs at a time. The groups are balanced by each
+method's measured cost (a few training steps on the micro ViT, timed before the sweep; longest first). The
+wall time of each init goes into ``pretrained_vs_random.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -44,6 +50,85 @@ def _tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name} not found: install peftbench (pip install -e .) first")
     return found
+
+
+def all_method_configs() -> list[str]:
+    """Every file in ``configs/method/`` that runs on the embedded tasks as it is.
+
+    Left out, with a line saying so: configs whose ``arch`` is ``published`` (NOAH's released subnets exist for
+    VTAB-1k tasks only); their embedded runs come from ``peftbench-search ... search=quick``.
+    """
+    import yaml
+
+    names = []
+    for path in sorted((REPO / "configs" / "method").glob("*.yaml")):
+        if (yaml.safe_load(path.read_text()) or {}).get("arch") == "published":
+            print(f"[benchmark] {path.stem}: left out (its default is a published VTAB-1k architecture); search it "
+                  f"on an embedded task with: peftbench-search method={path.stem} search=quick dataset=embedded/<task>")
+            continue
+        names.append(path.stem)
+    return names
+
+
+def step_costs(methods: list[str], overrides: list[str]) -> dict[str, float]:
+    """Seconds per training step of each method on the embedded backbone (median of 3 steps after one warm-up)."""
+    import statistics
+
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from peftbench.cli import config_dir
+    from peftbench.config import to_plain
+    from peftbench.methods import build_method
+    from peftbench.methods.prepare import prepare_model
+    from peftbench.models import build_backbone, make_backbone_config
+
+    torch.set_num_threads(1)
+    costs = {}
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for name in methods:
+            plain = to_plain(compose(config_name="train", overrides=[f"method={name}", *overrides]))
+            backbone = make_backbone_config({**plain["backbone"], "weights": "none"})
+            size = backbone.img_size
+            options = dict(plain["method"])
+            options.pop("name")
+            model = build_backbone(backbone, 16)
+            prepare_model(model, build_method(plain["method"]["name"], options))
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=1e-3)
+            x, y = torch.randn(32, 3, size, size), torch.randint(0, 16, (32,))
+            times = []
+            for _ in range(4):
+                t0 = time.perf_counter()
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+                times.append(time.perf_counter() - t0)
+            costs[name] = statistics.median(times[1:])
+    return costs
+
+
+def pregenerate(tasks: list[str], data_root: Path) -> None:
+    """Write the embedded tasks into ``data_root`` (a no-op for complete copies)."""
+    import yaml
+
+    from peftbench.data.embedded import ensure_embedded
+
+    for task in tasks:
+        folder = yaml.safe_load((REPO / "configs" / "dataset" / "embedded" / f"{task}.yaml").read_text())["folder"]
+        root = data_root if data_root.is_absolute() else REPO / data_root
+        ensure_embedded(task, root / "vtab-1k" / folder)
+
+
+def balanced_groups(costs: dict[str, float], jobs: int) -> list[list[str]]:
+    """Longest-processing-time-first partition of the methods into ``jobs`` groups of similar total cost."""
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(costs)))]
+    loads = [0.0] * len(groups)
+    for name in sorted(costs, key=lambda n: (-costs[n], n)):
+        k = loads.index(min(loads))
+        groups[k].append(name)
+        loads[k] += costs[name]
+    return [sorted(g) for g in groups]
 
 
 def compare(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
@@ -79,19 +164,17 @@ def compare(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated method names")
-    parser.add_argument("--all-methods", action="store_true", help="every file in configs/method/")
+    parser.add_argument("--all-methods", action="store_true",
+                        help="every file in configs/method/ that runs on these tasks as it is")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated embedded task names")
     parser.add_argument("--inits", default="pretrained,random", help="pretrained and/or random")
     parser.add_argument("--results-dir", type=Path, default=Path("results/embedded_benchmark"))
     parser.add_argument("--data-root", default="data")
+    parser.add_argument("--jobs", type=int, default=1, help="concurrent multiruns (methods split between them)")
     parser.add_argument("overrides", nargs="*", help="extra peftbench-train overrides, e.g. seed=1")
     args = parser.parse_args(argv)
 
-    methods = (
-        sorted(p.stem for p in (REPO / "configs" / "method").glob("*.yaml"))
-        if args.all_methods
-        else args.methods.split(",")
-    )
+    methods = all_method_configs() if args.all_methods else args.methods.split(",")
     tasks = args.tasks.split(",")
     unknown = sorted(set(tasks) - set(TASKS))
     inits = args.inits.split(",")
@@ -100,21 +183,36 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"unknown task(s) {unknown} / init(s) {bad_inits}; tasks: {', '.join(TASKS)}; inits: {', '.join(INITS)}"
         )
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs == 1:
+        groups = [methods]
+    else:
+        pregenerate(tasks, Path(args.data_root))  # once, before concurrent runs would each write them
+        costs = step_costs(methods, list(INITS["pretrained"]) + [o for o in args.overrides if "=" in o])
+        groups = balanced_groups(costs, args.jobs)
+        for k, g in enumerate(groups):
+            print(f"[benchmark] group {k}: {sum(costs[m] for m in g) * 1000:.0f} ms of steps: {', '.join(g)}", flush=True)
     timings = {}
     for init in inits:
         start = time.time()
-        cmd = [
-            _tool("peftbench-train"), "-m", "trainer=embedded",
-            f"method={','.join(methods)}",
-            f"dataset={','.join('embedded/' + t for t in tasks)}",
-            f"paths.results_dir={args.results_dir}", f"data.root={args.data_root}",
-            *INITS[init], *args.overrides,
-        ]
-        print("[benchmark] " + " ".join(cmd[1:]), flush=True)
-        code = subprocess.run(cmd, cwd=REPO).returncode
+        procs = []
+        for k, group in enumerate(groups):
+            cmd = [
+                _tool("peftbench-train"), "-m", "trainer=embedded",
+                f"method={','.join(group)}",
+                f"dataset={','.join('embedded/' + t for t in tasks)}",
+                f"paths.results_dir={args.results_dir}", f"data.root={args.data_root}",
+                # one sweep folder per concurrent multirun (the default is named after the second it starts)
+                f"hydra.sweep.dir={args.results_dir}/logs/hydra/embedded-{init}-{k}-of-{len(groups)}",
+                *INITS[init], *args.overrides,
+            ]
+            print("[benchmark] " + " ".join(cmd[1:]), flush=True)
+            procs.append(subprocess.Popen(cmd, cwd=REPO))
+        code = max(p.wait() for p in procs)
         timings[init] = time.time() - start
-        print(f"[benchmark] {init}: {len(methods) * len(tasks)} runs, exit {code}, "
-              f"{timings[init] / 60:.1f} min wall", flush=True)
+        print(f"[benchmark] {init}: {len(methods) * len(tasks)} runs in {len(groups)} concurrent multirun(s), "
+              f"exit {code}, {timings[init] / 60:.1f} min wall", flush=True)
         if code != 0:
             return code
     code = subprocess.run([_tool("peftbench-leaderboard"), "--results-dir", str(args.results_dir), "--no-plots"],
@@ -133,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         *("| " + " | ".join(v if isinstance(v, str) else f"{v:.1f}" for v in r) + " |"
           for r in result.itertuples(index=False)),
         "",
-        "wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()),
+        f"wall time ({len(methods)} methods x {len(tasks)} tasks per init, {len(groups)} concurrent multirun(s), "
+        f"{os.cpu_count()} logical CPUs): " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()),
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -104,6 +104,8 @@ def test_cached_and_uncached_training_are_identical(tmp_path, method):
     model_b, out_b, records = _train(splits, method, input_cache=True)
     assert out_a.input_pipeline["input_cache"]["enabled"] is False
     assert out_b.input_pipeline["input_cache"]["enabled"] is True
+    assert out_b.input_pipeline["eval_input_cache"]["enabled"] is True  # the test split is decoded once too
+    assert "eval_input_cache" not in out_a.input_pipeline
     assert out_a.accuracy == out_b.accuracy and out_a.final_train_loss == out_b.final_train_loss
     for (name, pa), (_, pb) in zip(model_a.state_dict().items(), model_b.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name

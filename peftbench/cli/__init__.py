@@ -55,6 +55,25 @@ def check_group_overrides(argv: list[str]) -> None:
                 raise SystemExit(2)
 
 
+def split_option(argv: list[str], key: str) -> tuple[str | None, list[str], list[str]]:
+    """Take ``key=value`` and ``key.<sub>=value`` arguments out of a command line (the rest goes to Hydra).
+
+    Returns:
+        The last ``key=`` value (None if absent), the ``<sub>=value`` items without the ``key.`` prefix, and
+        the other arguments in order.
+    """
+    value, dotted, rest = None, [], []
+    for arg in argv:
+        name = arg.partition("=")[0]
+        if name == key:
+            value = arg.partition("=")[2]
+        elif name.startswith(key + "."):
+            dotted.append(arg[len(key) + 1 :])
+        else:
+            rest.append(arg)
+    return value, dotted, rest
+
+
 def reporting_user_errors(fn: Callable[..., Any], *args: Any) -> Any:
     """Call ``fn``; a :class:`~peftbench.errors.PeftbenchError` becomes one message on stderr and exit 2."""
     from peftbench.errors import PeftbenchError

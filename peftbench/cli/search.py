@@ -25,27 +25,16 @@ USAGE = __doc__
 
 def main() -> None:
     """Console-script entry point."""
-    from peftbench.cli import check_group_overrides, reporting_user_errors
+    from peftbench.cli import check_group_overrides, reporting_user_errors, split_option
     from peftbench.sweeps.search import search
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return
-    preset = None
-    stage_overrides = []
-    rest = []
-    for a in argv:
-        key, _, value = a.partition("=")
-        if key == "search":
-            preset = value
-        elif key.startswith("search."):
-            stage_overrides.append(a[len("search."):])
-        else:
-            rest.append(a)
+    preset, stage_overrides, rest = split_option(argv, "search")
     check_group_overrides(rest)
     reporting_user_errors(search, rest, preset, stage_overrides)
-
 
 if __name__ == "__main__":
     main()

@@ -15,19 +15,19 @@ USAGE = __doc__
 
 def main() -> None:
     """Console-script entry point: ``[search=grid|optuna]`` plus ``peftbench-train`` overrides."""
-    from peftbench.cli import check_group_overrides, reporting_user_errors
+    from peftbench.cli import check_group_overrides, reporting_user_errors, split_option
     from peftbench.sweeps.tune import tune
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return
-    search = "grid"
-    for a in [a for a in argv if a.startswith("search=")]:
-        search = a.partition("=")[2]
-        argv.remove(a)
+    search, dotted, argv = split_option(argv, "search")
+    if dotted:
+        print(f"peftbench: error: peftbench-tune takes search=grid|optuna, not search.{dotted[0]}", file=sys.stderr)
+        raise SystemExit(2)
     check_group_overrides(argv)
-    reporting_user_errors(tune, argv, search)
+    reporting_user_errors(tune, argv, search or "grid")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from peftbench.data.cache import WaitClock, data_wait_fraction
+from peftbench.data.cache import (
+    DecodedImageDataset,
+    WaitClock,
+    data_wait_fraction,
+    decode_split,
+    is_cacheable,
+)
 from peftbench.engine.checkpoint import EpochCheckpoint
 from peftbench.engine.measure import PeakMemory, sync
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fused_adamw
@@ -107,11 +113,18 @@ class TrainOutcome:
 def evaluate(
     model: nn.Module, data: Dataset, batch_size: int, device: torch.device, dtype: torch.dtype | None, workers: int = 0
 ) -> float:
-    """Top-1 accuracy (percent) of ``model`` on ``data``."""
+    """Top-1 accuracy (percent) of ``model`` on ``data`` (a decoded split is read in index batches)."""
     model.eval()
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    if isinstance(data, DecodedImageDataset):
+        # A DataLoader draws one seed from the global generator; drawing it here too keeps the random stream
+        # (dropout, drop-path of later epochs) as with per-item decoding.
+        torch.empty((), dtype=torch.int64).random_()
+        order = torch.arange(len(data))
+        batches: Any = (data.batch(order[i : i + batch_size], device) for i in range(0, len(data), batch_size))
+    else:
+        batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     correct = total = 0
-    for images, labels in loader:
+    for images, labels in batches:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)
@@ -168,10 +181,14 @@ def train_and_evaluate(
     setup_seconds = time.perf_counter() - t_setup  # decoding / prefix caches, counted as training time
     loader, clock = inputs.batches, WaitClock()
 
+    decoded_eval: list[Dataset] = []
+
     def run_eval() -> float:
         if inputs.evaluate is not None:  # periodic evaluations on a cached frozen prefix
             return inputs.evaluate()
-        return evaluate(model, eval_data, cfg.eval_batch_size, device, dtype, num_workers)
+        if not decoded_eval:  # decode a fixed evaluation split once (same pixels as per-item decoding)
+            decoded_eval.append(_decoded_eval_split(eval_data, cfg, device, num_workers, inputs.record))
+        return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers)
 
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
@@ -254,6 +271,16 @@ def train_and_evaluate(
         data_wait_fraction=data_wait_fraction(clock.epochs, [t for t, _ in epoch_times[restored_epochs:]]),
         input_pipeline=inputs.record,
     )
+
+
+def _decoded_eval_split(data: Dataset, cfg: TrainerConfig, device: torch.device, workers: int,
+                        record: dict[str, Any]) -> Dataset:
+    """The evaluation split decoded once when ``trainer.input_cache`` allows and it fits, else ``data``."""
+    if not (cfg.input_cache and is_cacheable(data)):
+        return data
+    cached, decision = decode_split(data, device, workers)  # type: ignore[arg-type]
+    record["eval_input_cache"] = decision.to_dict()
+    return cached if cached is not None else data
 
 
 def _steady_throughput(epoch_times: list[tuple[float, int]]) -> float | None:
