@@ -14,7 +14,8 @@ ZhangYuanhan-AI/NOAH (``model/supernet_vision_transformer_timm.py``, ``model/mod
   A kaiming-uniform (a = sqrt 5), B zero;
 * ``adapter`` a_i on the MLP output, before the residual add: ``h + up(dropout(QuickGELU(down(h))))``,
   D -> a -> D with biases, weights xavier-uniform of NOAH's allocation (100 x D), biases N(0, 1e-6),
-  dropout 0.1.
+  dropout 0.1. The adapter wraps timm's ``mlp``, so the block's drop-path acts on MLP + adapter together; NOAH
+  applies it to the MLP output before its adapter (a difference only while drop-path is on, in training).
 
 Search space (the VTAB one, ``supernet-B_prompt_VTAB.yaml``): each module type draws a depth d from
 {3, 6, 9, 12} and a value from {1, 5, 10} for each of the first d blocks, 0 after them (on backbones with fewer
