@@ -32,6 +32,7 @@ from peftbench.engine.loop import resolve_device
 from peftbench.engine.measure import PeakMemory, device_name, sync
 from peftbench.errors import ConfigError
 from peftbench.methods import build_method
+from peftbench.methods.base import with_dataset_context
 from peftbench.methods.prepare import prepare_model
 
 
@@ -176,19 +177,6 @@ class FullReference:
         return self.model, self.figures
 
 
-def _with_task(method_name: str, options: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
-    """``options`` with ``task`` / ``suite`` filled from the bench settings where the method takes them and they
-    are unset, as the training entry point fills them from the dataset."""
-    from peftbench.methods import get_method_class
-
-    fields = {f.name for f in dataclasses.fields(get_method_class(method_name).config_cls)}
-    out = dict(options)
-    for key, value in (("task", cfg.task), ("suite", cfg.suite)):
-        if key in fields and out.get(key) is None:
-            out[key] = value
-    return out
-
-
 def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any], cfg: BenchConfig,
               reference: FullReference | None = None) -> dict[str, Any]:
     """Benchmark one backbone x method on random inputs; return the figures as a flat dict.
@@ -218,7 +206,7 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
     base, full_figures = reference.get(backbone_cfg, x, y, cfg, device, dtype)
 
     torch.manual_seed(0)
-    method = build_method(method_name, _with_task(method_name, method_options, cfg))
+    method = build_method(method_name, with_dataset_context(method_name, method_options, cfg.task, cfg.suite))
     model = build_backbone(backbone_cfg, cfg.num_classes)
     counts = prepare_model(model, method)
     model.to(device)

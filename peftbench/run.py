@@ -25,6 +25,7 @@ from peftbench.engine.optim import OptimConfig
 from peftbench.errors import ConfigError, PeftbenchError, RunExistsError
 from peftbench.loggers import LoggerConfig, RunLogger
 from peftbench.methods import build_method
+from peftbench.methods.base import with_dataset_context
 from peftbench.methods.prepare import prepare_model, save_task_checkpoint
 from peftbench.models import backbone_data_config, build_backbone, make_backbone_config
 from peftbench.results.io import (
@@ -131,12 +132,7 @@ def run(cfg: Any) -> dict[str, Any]:
         result_path.rename(backup)
         print(f"[peftbench] previous result moved to {backup}")
 
-    options = dict(rc.method_options)
-    if "task" in options and options["task"] is None:
-        # Methods with per-task settings (e.g. VPT's prompt lengths) learn the task from the harness.
-        options["task"] = rc.dataset.name
-    if "suite" in options and options["suite"] is None:
-        options["suite"] = rc.dataset.suite  # published per-task settings exist for one suite only (NOAH: VTAB)
+    options = with_dataset_context(rc.method_name, rc.method_options, rc.dataset.name, rc.dataset.suite)
     method = build_method(rc.method_name, options)
     if rc.trainer.merge and not method.mergeable:
         raise ConfigError(

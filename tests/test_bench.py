@@ -82,9 +82,14 @@ def test_unknown_methods_are_a_clear_error(tmp_path):
 
 
 def test_methods_with_per_task_settings_get_the_bench_task():
-    from peftbench.bench import BenchConfig, _with_task
+    from peftbench.bench import BenchConfig
+    from peftbench.methods.base import with_dataset_context
 
     cfg = BenchConfig(task="dtd", suite="vtab")
+
+    def _with_task(name, options, cfg):  # what run_bench passes to build_method
+        return with_dataset_context(name, options, cfg.task, cfg.suite)
+
     assert _with_task("noah", {}, cfg) == {"task": "dtd", "suite": "vtab"}  # NOAH's published subnet of that task
     assert _with_task("noah", {"task": "cifar"}, cfg)["task"] == "cifar"  # a set task is kept
     assert _with_task("lora", {"rank": 4}, cfg) == {"rank": 4}  # methods without per-task settings are untouched

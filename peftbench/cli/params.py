@@ -19,17 +19,16 @@ def param_report(cfg: DictConfig) -> dict:
     """Counts for the composed backbone x method (random init; the head sized for the dataset)."""
     from peftbench.config import to_plain
     from peftbench.methods import build_method
+    from peftbench.methods.base import with_dataset_context
     from peftbench.methods.prepare import prepare_model
     from peftbench.models import build_backbone, make_backbone_config
 
     plain = to_plain(cfg)
     backbone = dataclasses.replace(make_backbone_config(plain["backbone"]), weights="none")
     method_opts = dict(plain["method"])
-    if "task" in method_opts and method_opts["task"] is None:
-        method_opts["task"] = plain["dataset"]["name"]  # per-task settings, as peftbench-train fills them
-    if "suite" in method_opts and method_opts["suite"] is None:
-        method_opts["suite"] = plain["dataset"]["suite"]
-    method = build_method(method_opts.pop("name"), method_opts)
+    name = method_opts.pop("name")
+    ds = plain["dataset"]
+    method = build_method(name, with_dataset_context(name, method_opts, ds["name"], ds.get("suite")))
     num_classes = int(plain["dataset"]["num_classes"])
     model = build_backbone(backbone, num_classes)
     counts = prepare_model(model, method)

@@ -36,5 +36,6 @@ def main() -> None:
     check_group_overrides(rest)
     reporting_user_errors(search, rest, preset, stage_overrides)
 
+
 if __name__ == "__main__":
     main()

@@ -169,6 +169,20 @@ def get_method_class(name: str) -> type[PeftMethod]:
         raise UnknownNameError("method", name, _REGISTRY, "Pick one with method=<name>.") from None
 
 
+def with_dataset_context(name: str, options: Mapping[str, Any], task: str | None, suite: str | None) -> dict[str, Any]:
+    """``options`` with ``task`` / ``suite`` filled where method ``name``'s config has them and they are unset.
+
+    Methods with per-task settings (VPT's ``length: auto``, NOAH's published subnets) learn the dataset from the
+    harness this way; every entry point (train, params, bench, search, compose components) calls this.
+    """
+    fields = {f.name for f in dataclasses.fields(get_method_class(name).config_cls)}
+    out = dict(options)
+    for key, value in (("task", task), ("suite", suite)):
+        if key in fields and out.get(key) is None and value is not None:
+            out[key] = value
+    return out
+
+
 def build_method(name: str, options: Mapping[str, Any] | None = None) -> PeftMethod:
     """Instantiate a registered method from its name and its config options."""
     cls = get_method_class(name)

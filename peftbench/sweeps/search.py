@@ -32,6 +32,7 @@ from peftbench.config import build_config
 from peftbench.errors import ConfigError, PeftbenchError
 from peftbench.methods.unified.search.evolution import EvolutionConfig
 from peftbench.results.io import RESULT_FILE, config_hash, read_result, run_dir, write_json_atomic
+from peftbench.sweeps.tune import _compose  # the same composition of configs/train.yaml as peftbench-tune
 
 INITS = ("scratch", "supernet")
 STAGE_KEYS = ("supernet", "evolution", "final")
@@ -118,12 +119,6 @@ def load_preset(name: str, overrides: Sequence[str] = ()) -> SearchConfig:
     )
 
 
-def _compose(overrides: Sequence[str]) -> dict[str, Any]:
-    from peftbench.sweeps.tune import _compose as compose_train
-
-    return compose_train(overrides)
-
-
 def _arch_override(arch: dict[str, list[Any]]) -> str:
     """``method.arch={slot:[...],...}`` in Hydra's override grammar."""
     body = ",".join(f"{k}:[{','.join(str(v) for v in vals)}]" for k, vals in arch.items())
@@ -169,7 +164,7 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     Returns:
         The final run's result JSON, with its ``search`` block.
     """
-    from peftbench.methods import get_method_class
+    from peftbench.methods import available_methods, get_method_class
     from peftbench.methods.unified.search.space import SearchedMethod
 
     for o in overrides:
@@ -182,7 +177,7 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     base = _compose(overrides)
     name = base["method"]["name"]
     if not issubclass(get_method_class(name), SearchedMethod):
-        searched = sorted(n for n in _registered() if issubclass(get_method_class(n), SearchedMethod))
+        searched = sorted(n for n in available_methods() if issubclass(get_method_class(n), SearchedMethod))
         raise ConfigError(f"method {name!r} has no search space; peftbench-search takes method={'|'.join(searched)}")
     cfg = load_preset(preset or name, search_overrides)
 
@@ -241,12 +236,6 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     return result
 
 
-def _registered() -> list[str]:
-    from peftbench.methods import available_methods
-
-    return available_methods()
-
-
 def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: Path,
                stages: dict[str, Any]) -> dict[str, Any]:
     """Stage 2 in this process: load the supernet, evolve on val200; returns the finished state."""
@@ -257,6 +246,7 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
     from peftbench.engine.loop import autocast_dtype, evaluate, resolve_device
     from peftbench.engine.measure import device_name
     from peftbench.methods import build_method
+    from peftbench.methods.base import with_dataset_context
     from peftbench.methods.prepare import load_task_checkpoint, prepare_model
     from peftbench.methods.unified.search.evolution import Evolution
     from peftbench.models import backbone_data_config, build_backbone
@@ -268,10 +258,8 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
     t0, c0 = time.perf_counter(), time.process_time()
     device = resolve_device(rc.trainer.device)
     seed_everything(rc.seed)
-    options = dict(rc.method_options)
-    options["task"] = options.get("task") or rc.dataset.name
-    options["suite"] = options.get("suite") or rc.dataset.suite
-    method = build_method(rc.method_name, options)
+    method = build_method(rc.method_name, with_dataset_context(rc.method_name, rc.method_options, rc.dataset.name,
+                                                               rc.dataset.suite))
     model = build_backbone(rc.backbone, rc.dataset.num_classes)
     data_cfg = backbone_data_config(model)
     prepare_model(model, method)

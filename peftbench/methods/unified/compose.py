@@ -63,6 +63,7 @@ from peftbench.methods.base import (
     build_method,
     get_method_class,
     register_method,
+    with_dataset_context,
 )
 
 COMPONENT_FAMILIES = ("addition", "partial")
@@ -139,9 +140,7 @@ def build_components(
     """
     methods = []
     for i, (name, options) in enumerate(specs):
-        fields = {f.name for f in dataclasses.fields(get_method_class(name).config_cls)}
-        if "task" in fields and options.get("task") is None and task is not None:
-            options = {**options, "task": task}
+        options = with_dataset_context(name, options, task, None)
         try:
             methods.append(build_method(name, options))
         except PeftbenchError as exc:

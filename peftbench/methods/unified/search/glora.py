@@ -169,7 +169,6 @@ class GLoRA(SearchedMethod):
     config_cls = GLoRAConfig
     mergeable = True
     slots = tuple(CHOICES)
-    empty = "none"
 
     def positions(self, model: nn.Module) -> int:
         return len(transformer_blocks(model)) * len(SITES)
@@ -177,7 +176,7 @@ class GLoRA(SearchedMethod):
     def choices(self, slot: str) -> tuple[str, ...]:
         return CHOICES[slot]
 
-    def inject(self, model: nn.Module, alloc: Arch, supernet: bool) -> None:
+    def inject(self, model: nn.Module, alloc: Arch) -> None:
         sites = [site for block in zip(*(block_linears(model, s) for s in SITES), strict=True) for site in block]  # block order
         for i, (name, layer) in enumerate(sites):
             choice = {k: alloc[k][i] for k in CHOICES}

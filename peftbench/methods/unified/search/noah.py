@@ -212,7 +212,7 @@ class NOAH(SearchedMethod):
             )
         return arch
 
-    def inject(self, model: nn.Module, alloc: Arch, supernet: bool) -> None:
+    def inject(self, model: nn.Module, alloc: Arch) -> None:
         check_token_pooling(model, self.name)
         cfg: NOAHConfig = self.config  # type: ignore[assignment]
         dim = model.embed_dim

@@ -131,7 +131,7 @@ class SearchedMethod(PeftMethod):
     family = "unified"
     subfamily = "searched"
     slots: ClassVar[tuple[str, ...]] = ()
-    empty: ClassVar[Any] = 0  # the choice that puts nothing at a position
+    _drawn = False  # a supernet's training forward drew an architecture since the last activate()
 
     # -- subclass hooks ---------------------------------------------------------------------------
     def positions(self, model: nn.Module) -> int:
@@ -142,7 +142,7 @@ class SearchedMethod(PeftMethod):
         """The values a position of ``slot`` may take, the empty choice included."""
         raise NotImplementedError
 
-    def inject(self, model: nn.Module, alloc: Arch, supernet: bool) -> None:
+    def inject(self, model: nn.Module, alloc: Arch) -> None:
         """Wrap the backbone's modules with elastic modules sized for ``alloc``."""
         raise NotImplementedError
 
@@ -172,7 +172,7 @@ class SearchedMethod(PeftMethod):
         n = self.positions(model)
         supernet = cfg.arch == "supernet"
         arch = self.resolve_arch(model)
-        self.inject(model, arch, supernet)
+        self.inject(model, arch)
         self.activate(model, arch)
         if supernet:
             model.register_forward_pre_hook(self._sample_hook(n))
@@ -256,7 +256,7 @@ class SearchedMethod(PeftMethod):
             if module.training:  # one architecture per training forward (= per optimizer step)
                 self._set_active(module, self.sample(n, random))  # Python's RNG: seeded and checkpointed
                 self._drawn = True
-            elif getattr(self, "_drawn", False):  # evaluating a trained supernet: its largest architecture
+            elif self._drawn:  # evaluating a trained supernet: its largest architecture
                 self._set_active(module, largest)
                 self._drawn = False
 
