@@ -178,7 +178,7 @@ class FullReference:
 
 
 def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any], cfg: BenchConfig,
-              reference: FullReference | None = None) -> dict[str, Any]:
+              reference: FullReference | None = None, label: str | None = None) -> dict[str, Any]:
     """Benchmark one backbone x method on random inputs; return the figures as a flat dict.
 
     Args:
@@ -187,6 +187,7 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
         method_options: its options (defaults for what is left out).
         cfg: the bench settings.
         reference: full fine-tuning's figures to reuse across calls (a sweep passes one; None measures anew).
+        label: the row's method name (a preset's ``method.label``); None = ``method_name``.
 
     Returns:
         Step/forward ratios against full fine-tuning, peak training memory, inference throughput of the
@@ -214,7 +215,7 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
     ms = interleaved_ms({"forward": _forward_fn(model, x, device, dtype), "step": step}, device, cfg)
     out: dict[str, Any] = {
         "backbone": backbone_cfg.name,
-        "method": method.name,
+        "method": label or method.name,
         "family": method.family,
         "status": "ok",
         "device": device_name(device),

@@ -25,7 +25,7 @@ from peftbench.engine.optim import OptimConfig
 from peftbench.errors import ConfigError, PeftbenchError, RunExistsError
 from peftbench.loggers import LoggerConfig, RunLogger
 from peftbench.methods import build_method
-from peftbench.methods.base import with_dataset_context
+from peftbench.methods.base import split_method_block, with_dataset_context
 from peftbench.methods.prepare import prepare_model, save_task_checkpoint
 from peftbench.models import backbone_data_config, build_backbone, make_backbone_config
 from peftbench.results.io import (
@@ -47,6 +47,7 @@ class RunConfig:
 
     backbone: Any
     method_name: str
+    method_label: str
     method_options: dict[str, Any]
     dataset: _DatasetConfig
     data: DataConfig
@@ -71,11 +72,12 @@ def parse_config(cfg: Any) -> tuple[RunConfig, dict[str, Any]]:
         raise ConfigError(f"protocol={plain['protocol']!r}; valid choices: {', '.join(PROTOCOLS)}")
     if plain.get("on_existing", "skip") not in ON_EXISTING:
         raise ConfigError(f"on_existing={plain['on_existing']!r}; valid choices: {', '.join(ON_EXISTING)}")
-    method = dict(plain["method"])
+    method_name, method_label, method_options = split_method_block(plain["method"])
     run = RunConfig(
         backbone=make_backbone_config(plain["backbone"]),
-        method_name=method.pop("name"),
-        method_options=method,
+        method_name=method_name,
+        method_label=method_label,
+        method_options=method_options,
         dataset=build_config(_DatasetConfig, plain["dataset"], "dataset"),
         data=build_config(DataConfig, plain["data"], "data"),
         trainer=build_config(TrainerConfig, plain["trainer"], "trainer"),
@@ -152,7 +154,8 @@ def run(cfg: Any) -> dict[str, Any]:
         "task": rc.dataset.name,
         "group": rc.dataset.group,
         "backbone": rc.backbone.name,
-        "method": method.name,
+        "method": rc.method_label,  # the registered name unless the method block sets a label (presets)
+        "registered_method": method.name,
         "family": method.family,
         "subfamily": method.subfamily,
         "protocol": rc.protocol,

@@ -80,6 +80,7 @@ def step_costs(methods: list[str], overrides: list[str]) -> dict[str, float]:
     from peftbench.cli import config_dir
     from peftbench.config import to_plain
     from peftbench.methods import build_method
+    from peftbench.methods.base import split_method_block
     from peftbench.methods.prepare import prepare_model
     from peftbench.models import build_backbone, make_backbone_config
 
@@ -90,10 +91,9 @@ def step_costs(methods: list[str], overrides: list[str]) -> dict[str, float]:
             plain = to_plain(compose(config_name="train", overrides=[f"method={name}", *overrides]))
             backbone = make_backbone_config({**plain["backbone"], "weights": "none"})
             size = backbone.img_size
-            options = dict(plain["method"])
-            options.pop("name")
+            method_name, _, options = split_method_block(plain["method"])
             model = build_backbone(backbone, 16)
-            prepare_model(model, build_method(plain["method"]["name"], options))
+            prepare_model(model, build_method(method_name, options))
             params = [p for p in model.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=1e-3)
             x, y = torch.randn(32, 3, size, size), torch.randint(0, 16, (32,))

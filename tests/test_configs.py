@@ -35,6 +35,12 @@ def test_method_yamls_and_registry_agree():
     assert all(OmegaConf.load(CONFIGS / "method" / f"{p}.yaml").name == "compose" for p in presets)
 
 
+@pytest.mark.parametrize("preset", _method_presets())
+def test_method_presets_label_their_results_with_their_file_name(preset):
+    # without a label a preset's runs would be recorded, foldered and tabled as plain `compose`
+    assert OmegaConf.load(CONFIGS / "method" / f"{preset}.yaml").get("label") == preset
+
+
 @pytest.mark.parametrize("name", sorted(set(_options("method")) - set(_method_presets())))
 def test_method_yaml_equals_the_typed_defaults(name):
     raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / "method" / f"{name}.yaml"))

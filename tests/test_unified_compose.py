@@ -32,6 +32,7 @@ def _compose(*components: tuple[str, dict]) -> dict:
 def _preset_options(stem: str) -> dict:
     raw = OmegaConf.to_container(OmegaConf.load(METHOD_DIR / f"{stem}.yaml"))
     assert raw.pop("name") == "compose"
+    raw.pop("label", None)  # names the results, not an option
     return raw
 
 
@@ -72,9 +73,36 @@ def test_preset_is_selected_by_file_name_and_counted_by_params_app():
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="params", overrides=["method=mam_adapter", "backbone=vit_test"])
     report = param_report(cfg)
-    assert report["method"] == "compose" and report["family"] == "unified"
+    assert report["method"] == "mam_adapter" and report["registered_method"] == "compose"
+    assert report["family"] == "unified"
     d, depth = 64, 4  # vit_test: prefix l = 30 + parallel FFN adapter r = 512 in every block
     assert report["trainable_params_without_head"] == depth * (2 * 30 * d + d * 512 + 512 + 512 * d + d)
+
+
+def test_a_preset_runs_under_its_label_in_its_own_folder_and_the_default_under_compose(tmp_path):
+    from peftbench.results.io import config_hash, run_dir
+    from peftbench.run import parse_config
+
+    folders = {}
+    for stem in ("mam_adapter", "compose"):
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"method={stem}", f"paths.results_dir={tmp_path}"])
+        rc, plain = parse_config(cfg)
+        assert (rc.method_name, rc.method_label) == ("compose", stem)
+        assert "label" not in rc.method_options
+        build_method(rc.method_name, rc.method_options)  # the label is not passed on as an option
+        folders[stem] = run_dir(tmp_path, plain, config_hash(plain))
+    assert folders["mam_adapter"].parent.name == "mam_adapter" and folders["compose"].parent.name == "compose"
+
+
+@pytest.mark.parametrize("label", ["", "a/b", "../up", ".hidden", 3])
+def test_a_label_that_cannot_name_a_folder_is_a_config_error(label):
+    from peftbench.methods.base import split_method_block
+
+    with pytest.raises(ConfigError, match="method.label"):
+        split_method_block({"name": "lora", "label": label})
+    assert split_method_block({"name": "lora", "rank": 4, "label": "lora_r4"}) == ("lora", "lora_r4", {"rank": 4})
+    assert split_method_block({"name": "lora"}) == ("lora", "lora", {})
 
 
 def test_unknown_component_lists_the_valid_components():

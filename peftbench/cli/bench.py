@@ -31,6 +31,7 @@ def _command() -> str:
 def _bench(cfg: DictConfig) -> dict:
     from peftbench.bench import BenchConfig, run_bench, run_sweep
     from peftbench.config import build_config, to_plain
+    from peftbench.methods.base import split_method_block
     from peftbench.models import make_backbone_config
 
     plain = to_plain(cfg)
@@ -43,9 +44,8 @@ def _bench(cfg: DictConfig) -> dict:
     if plain.get("all_methods"):
         return run_sweep(backbone, bench, Path(plain.get("out_dir") or "results/benchmarks"), _command(),
                          plain.get("methods") or None)
-    method = dict(plain["method"])
-    name = method.pop("name")
-    result = run_bench(backbone, name, method, bench)
+    name, label, method = split_method_block(plain["method"])
+    result = run_bench(backbone, name, method, bench, label=label)
     if plain.get("csv"):
         import pandas as pd
 

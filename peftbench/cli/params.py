@@ -19,14 +19,13 @@ def param_report(cfg: DictConfig) -> dict:
     """Counts for the composed backbone x method (random init; the head sized for the dataset)."""
     from peftbench.config import to_plain
     from peftbench.methods import build_method
-    from peftbench.methods.base import with_dataset_context
+    from peftbench.methods.base import split_method_block, with_dataset_context
     from peftbench.methods.prepare import prepare_model
     from peftbench.models import build_backbone, make_backbone_config
 
     plain = to_plain(cfg)
     backbone = dataclasses.replace(make_backbone_config(plain["backbone"]), weights="none")
-    method_opts = dict(plain["method"])
-    name = method_opts.pop("name")
+    name, label, method_opts = split_method_block(plain["method"])
     ds = plain["dataset"]
     method = build_method(name, with_dataset_context(name, method_opts, ds["name"], ds.get("suite")))
     num_classes = int(plain["dataset"]["num_classes"])
@@ -34,7 +33,8 @@ def param_report(cfg: DictConfig) -> dict:
     counts = prepare_model(model, method)
     return {
         "backbone": backbone.name,
-        "method": method.name,
+        "method": label,
+        "registered_method": method.name,
         "family": method.family,
         "subfamily": method.subfamily,
         "num_classes": num_classes,

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from peftbench.config import build_config
-from peftbench.errors import MethodNotSupportedError, UnknownNameError
+from peftbench.errors import ConfigError, MethodNotSupportedError, UnknownNameError
 
 FAMILIES = ("baseline", "addition", "partial", "unified")
 
@@ -167,6 +167,33 @@ def get_method_class(name: str) -> type[PeftMethod]:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownNameError("method", name, _REGISTRY, "Pick one with method=<name>.") from None
+
+
+LABEL_KEY = "label"
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def split_method_block(block: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """``(registered name, label, options)`` of a ``method:`` config block.
+
+    ``name`` picks the registered method; the optional ``label`` is what results, run folders and leaderboards
+    call it (default: the name). A preset YAML that configures a method differently (``mam_adapter.yaml`` is
+    ``compose`` with prefix + parallel adapter) sets ``label`` so its rows never share a name with the
+    method's default. The label is not a method option.
+    """
+    options = dict(block)
+    if "name" not in options:
+        raise ConfigError("the method block has no 'name'; pick a method with method=<name>")
+    name = options.pop("name")
+    label = options.pop(LABEL_KEY, None)
+    if label is None:
+        label = name
+    if not isinstance(label, str) or not label or not set(label) <= _LABEL_CHARS or label.startswith("."):
+        raise ConfigError(
+            f"method.label={label!r} is not a usable label: it names result folders, so use letters, digits, "
+            "'_', '-' or '.' (not first), e.g. method.label=lora_r4"
+        )
+    return name, label, options
 
 
 def with_dataset_context(name: str, options: Mapping[str, Any], task: str | None, suite: str | None) -> dict[str, Any]:

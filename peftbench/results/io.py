@@ -56,10 +56,13 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 
 def run_dir(results_dir: str | Path, cfg: Mapping[str, Any], chash: str) -> Path:
-    """``<results>/runs/<suite>/<task>/<backbone>/<method>/<protocol>-seed<seed>-<hash8>``."""
+    """``<results>/runs/<suite>/<task>/<backbone>/<method>/<protocol>-seed<seed>-<hash8>``.
+
+    ``<method>`` is the method block's ``label`` when it has one (presets), else its ``name``.
+    """
     ds, bb, m = cfg["dataset"], cfg["backbone"], cfg["method"]
     leaf = f"{cfg['protocol']}-seed{cfg['seed']}-{chash[:8]}"
-    return Path(results_dir) / "runs" / ds["suite"] / ds["name"] / bb["name"] / m["name"] / leaf
+    return Path(results_dir) / "runs" / ds["suite"] / ds["name"] / bb["name"] / (m.get("label") or m["name"]) / leaf
 
 
 def write_json_atomic(path: str | Path, obj: Mapping[str, Any]) -> None:

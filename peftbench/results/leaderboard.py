@@ -65,6 +65,7 @@ def _flatten(res: dict[str, Any], path: Path) -> dict[str, Any]:
     cfg = res.get("config", {})
     method_cfg = dict(cfg.get("method", {}))
     method_cfg.pop("name", None)
+    method_cfg.pop("label", None)  # already the row's method column
     seedless = json.loads(json.dumps(cfg, default=str))
     seedless.pop("seed", None)
     for key in ("paths", "logger", "on_existing", "resume"):

@@ -41,7 +41,8 @@ modules earlier components added; list them first to restrict them to the backbo
 Default (the preset ``configs/method/compose.yaml``): NOAH's three tuner types, each at its registered default:
 LoRA-8 on the fused qkv (294,912) + AdaptFormer r = 8 (156,768) + VPT-deep p = 50 (460,800) = 912,480 on
 ViT-B/16 without head; no paper prints this combination (analytic count). More presets are YAML files in
-``configs/method/`` whose ``name:`` is ``compose``; ``method=<file name>`` selects them. On the command line a
+``configs/method/`` whose ``name:`` is ``compose`` and whose ``label:`` is their file name (what results and
+leaderboards call them); ``method=<file name>`` selects them. On the command line a
 component is addressed by its index: ``method.components.0.method=lora_qv``,
 ``+method.components.2.options.length=10`` (``+`` adds an option the YAML does not list).
 """
