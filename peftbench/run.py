@@ -239,7 +239,8 @@ def _train(rc: RunConfig, method, device: torch.device, out: Path, result: dict[
     if outcome.status == "success":
         batch = _throughput_batch(splits.eval, rc.trainer.eval_batch_size)
         dtype = autocast_dtype(rc.trainer, device)
-        metrics["infer_img_s"] = inference_throughput(model, batch, device, dtype)
+        metrics["infer_img_s"] = inference_throughput(model, batch, device, dtype, rc.trainer.infer_warmup,
+                                                      rc.trainer.infer_iters)
         metrics["infer_batch_size"] = int(batch.shape[0])
         metrics["checkpoint_bytes"] = save_task_checkpoint(model, out / "task.safetensors")
         if rc.trainer.merge:
@@ -263,8 +264,9 @@ def _merge_and_measure(rc: RunConfig, method, model, batch, device, dtype, out: 
     with torch.inference_mode():
         diff = (merged(batch.to(device)).float() - before).abs().max().item()
     base = build_backbone(dataclasses.replace(rc.backbone, weights="none"), rc.dataset.num_classes).to(device)
-    base_img_s = inference_throughput(base, batch, device, dtype)
-    merged_img_s = inference_throughput(merged, batch, device, dtype)
+    timing = (rc.trainer.infer_warmup, rc.trainer.infer_iters)
+    base_img_s = inference_throughput(base, batch, device, dtype, *timing)
+    merged_img_s = inference_throughput(merged, batch, device, dtype, *timing)
     state = {k: v.detach().cpu().contiguous() for k, v in merged.state_dict().items()}
     save_file(state, str(out / "merged.safetensors"))
     return {

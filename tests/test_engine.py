@@ -99,6 +99,10 @@ def test_trainer_config_rejects_bad_values():
         TrainerConfig(precision="fp16")
     with pytest.raises(ConfigError, match="warmup_epochs"):
         TrainerConfig(epochs=5, warmup_epochs=10)
+    with pytest.raises(ConfigError, match="trainer.infer_iters must be >= 1"):
+        TrainerConfig(infer_iters=0)
+    with pytest.raises(ConfigError, match="trainer.infer_warmup must be >= 0"):
+        TrainerConfig(infer_warmup=-1)
     with pytest.raises(ConfigError, match="valid: auto, cpu"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

@@ -135,3 +135,35 @@ def test_only_fixed_size_deterministic_pipelines_are_cacheable(tmp_path):
                T.Compose([T.Resize((16, 16)), T.ToTensor(), T.RandomErasing()])]
     assert all(is_cacheable(ImageListDataset(base, entries, t)) for t in fixed)
     assert not any(is_cacheable(ImageListDataset(base, entries, t)) for t in varying)
+
+
+def test_a_second_decoding_of_the_same_files_reuses_the_pixels_and_a_changed_file_does_not(tmp_path):
+    splits = vtab_splits(tmp_path)
+    first, d1 = decode_split(splits.train, torch.device("cpu"))
+    again, d2 = decode_split(splits.train, torch.device("cpu"))
+    assert not d1.reused and d2.reused and "reused" in d2.reason and d2.nbytes == d1.nbytes
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    # batches are gathered copies: training on them never writes into the kept pixels
+    images, _ = again.batch(torch.arange(4), torch.device("cpu"))
+    images.zero_()
+    assert torch.equal(first.images, decode_split(splits.train, torch.device("cpu"))[0].images)
+
+    # rewrite one training image with other pixels: its size / mtime change, so the split is decoded anew
+    rel, _ = splits.train.entries[0]
+    path = splits.train.base / rel
+    Image.fromarray(np.full((37, 45, 3), 255, np.uint8)).save(path)
+    fresh, d3 = decode_split(splits.train, torch.device("cpu"))
+    assert not d3.reused
+    assert torch.equal(fresh.images[0], torch.full((3, 32, 32), 255, dtype=torch.uint8))
+    assert torch.equal(fresh.images[1:], first.images[1:])
+
+
+def test_two_runs_in_one_process_train_identically_with_reused_pixels(tmp_path):
+    splits = vtab_splits(tmp_path)
+    model_a, out_a, _ = _train(splits, "lora", input_cache=True)
+    model_b, out_b, _ = _train(splits, "lora", input_cache=True)
+    assert not out_a.input_pipeline["input_cache"]["reused"] and out_b.input_pipeline["input_cache"]["reused"]
+    assert out_b.input_pipeline["eval_input_cache"]["reused"]
+    assert out_a.accuracy == out_b.accuracy and out_a.final_train_loss == out_b.final_train_loss
+    for (name, pa), (_, pb) in zip(model_a.state_dict().items(), model_b.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name

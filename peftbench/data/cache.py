@@ -7,6 +7,12 @@ them to the same pixels. When a split's transform is deterministic up to ``ToTen
 host memory on CUDA otherwise), and every batch is normalised on the device with the same float32
 arithmetic as ``ToTensor`` + ``Normalize``, so cached and uncached batches are bitwise equal.
 
+Within one process (a Hydra multirun runs its jobs in one), the decoded pixels of a split are kept for the
+next run that reads the same files with the same resize (keyed by the base folder, every entry's path and
+label, each file's size and modification time, and the resize steps), up to ``REUSE_BYTES`` in all, least
+recently used first out: a sweep of many methods over the same tasks decodes each task once. The reused
+tensors are never written to (batches are gathered copies).
+
 Batches come in the order a single-process ``DataLoader(shuffle=True, generator=g)`` over the split gives (a
 loader with persistent workers draws its worker seed once, not every epoch, so its order differs): an
 index ``DataLoader`` with the same generator draws the permutation, so shuffling, resume and the random
@@ -17,7 +23,9 @@ streams of the run are unchanged. Splits with random transforms (FGVC training) 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,8 @@ from peftbench.data.readers import ImageListDataset
 
 _DETERMINISTIC_PIL = (T.Resize, T.CenterCrop)
 _MEM_FRACTION = 0.5  # at most this share of the free device / available host memory goes to a cache
+REUSE_BYTES = 512 * 2**20  # decoded host pixels kept across the runs of one process (see the module docstring)
+_REUSED: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
 
 @dataclasses.dataclass
@@ -41,6 +51,7 @@ class CacheDecision:
     placement: str = ""  # device | pinned | cpu
     nbytes: int = 0
     build_seconds: float = 0.0
+    reused: bool = False  # the pixels came from an earlier run's decoding in this process
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,22 +151,31 @@ def decode_split(data: ImageListDataset, device: torch.device, num_workers: int 
         return None, CacheDecision(False, "the split's transform is random (augmentation): decoded every epoch")
     before, norm = split
     t0 = time.perf_counter()
-    raw = ImageListDataset(data.base, data.entries, T.Compose([*before, T.PILToTensor()]))
-    size = raw[0][0].shape
-    nbytes = len(raw) * int(torch.Size(size).numel())
-    budget = int(_MEM_FRACTION * free_bytes(torch.device("cpu")))
-    if nbytes > budget:
-        return None, CacheDecision(False, f"{nbytes / 2**20:.0f} MiB of pixels exceed the host memory budget "
-                                          f"({budget / 2**20:.0f} MiB)", nbytes=nbytes)
-    # A private generator: decoding must not consume the run's random streams.
-    loader = DataLoader(raw, batch_size=64, shuffle=False, num_workers=num_workers, generator=torch.Generator())
-    images = torch.empty((len(raw), *size), dtype=torch.uint8)
-    labels = torch.empty(len(raw), dtype=torch.int64)
-    start = 0
-    for pixels, target in loader:
-        images[start : start + len(target)] = pixels
-        labels[start : start + len(target)] = target
-        start += len(target)
+    key = _reuse_key(data, before)
+    kept = _REUSED.get(key) if key is not None else None
+    if kept is not None:
+        _REUSED.move_to_end(key)
+        images, labels = kept
+        nbytes = images.numel()
+    else:
+        raw = ImageListDataset(data.base, data.entries, T.Compose([*before, T.PILToTensor()]))
+        size = raw[0][0].shape
+        nbytes = len(raw) * int(torch.Size(size).numel())
+        budget = int(_MEM_FRACTION * free_bytes(torch.device("cpu")))
+        if nbytes > budget:
+            return None, CacheDecision(False, f"{nbytes / 2**20:.0f} MiB of pixels exceed the host memory budget "
+                                              f"({budget / 2**20:.0f} MiB)", nbytes=nbytes)
+        # A private generator: decoding must not consume the run's random streams.
+        loader = DataLoader(raw, batch_size=64, shuffle=False, num_workers=num_workers, generator=torch.Generator())
+        images = torch.empty((len(raw), *size), dtype=torch.uint8)
+        labels = torch.empty(len(raw), dtype=torch.int64)
+        start = 0
+        for pixels, target in loader:
+            images[start : start + len(target)] = pixels
+            labels[start : start + len(target)] = target
+            start += len(target)
+        if key is not None:
+            _keep(key, images, labels)
     mean = torch.as_tensor(norm.mean, dtype=torch.float32) if norm is not None else None
     std = torch.as_tensor(norm.std, dtype=torch.float32) if norm is not None else None
     cached = DecodedImageDataset(images, labels, mean, std)
@@ -166,8 +186,29 @@ def decode_split(data: ImageListDataset, device: torch.device, num_workers: int 
         else:
             cached = DecodedImageDataset(images.pin_memory(), labels.pin_memory(), mean, std)
             placement = "pinned"
-    return cached, CacheDecision(True, "deterministic transform: decoded and resized once, normalised per batch",
-                                 placement, nbytes, time.perf_counter() - t0)
+    reason = "deterministic transform: decoded and resized once, normalised per batch"
+    if kept is not None:
+        reason += " (pixels reused from an earlier run of this process on the same files)"
+    return cached, CacheDecision(True, reason, placement, nbytes, time.perf_counter() - t0, kept is not None)
+
+
+def _reuse_key(data: ImageListDataset, before: list[Any]) -> tuple | None:
+    """What identifies a split's decoded pixels: files (path, label, size, mtime) and the resize steps."""
+    try:
+        files = tuple((rel, int(label), st.st_size, st.st_mtime_ns)
+                      for (rel, label), st in ((e, os.stat(data.base / e[0])) for e in data.entries))
+    except OSError:
+        return None  # a missing file: let the decoding report it
+    return str(Path(data.base).resolve()), files, tuple(repr(step) for step in before)
+
+
+def _keep(key: tuple, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Remember decoded pixels for later runs, dropping the least recently used beyond ``REUSE_BYTES``."""
+    if images.numel() > REUSE_BYTES:
+        return
+    _REUSED[key] = (images, labels)
+    while sum(i.numel() for i, _ in _REUSED.values()) > REUSE_BYTES:
+        _REUSED.popitem(last=False)
 
 
 class IndexBatches:

@@ -54,11 +54,13 @@ class TrainerConfig:
     prefix_cache: bool = True  # train on cached frozen-prefix activations when safe (engine.prefix_cache)
     compile: bool = False  # torch.compile the training forward
     compile_backend: str = "inductor"
+    infer_warmup: int = 2  # untimed calls before the recorded inference throughput (infer_img_s)
+    infer_iters: int = 5  # timed calls of infer_img_s, each on one eval batch of eval_batch_size
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        for key in ("epochs", "batch_size", "eval_batch_size"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "infer_iters"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -67,6 +69,8 @@ class TrainerConfig:
             )
         if self.lr <= 0:
             raise ConfigError(f"trainer.lr must be > 0, got {self.lr}")
+        if self.infer_warmup < 0:
+            raise ConfigError(f"trainer.infer_warmup must be >= 0, got {self.infer_warmup}")
 
 
 def resolve_device(name: str) -> torch.device:
