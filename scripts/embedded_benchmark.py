@@ -14,8 +14,17 @@ Usage::
     python scripts/embedded_benchmark.py --methods linear,lora --inits pretrained
     python scripts/embedded_benchmark.py --all-methods --inits pretrained --jobs 2   # every method config, 2 cores
 
-``--jobs N`` splits the methods into N groups run as N concurrent multiruns (one CPU thread each with
-``trainer=embedded``), so a 2-core machine trains two runs at a time. The groups are balanced by each
+Prompt lengths: VPT's prompts join the token sequence, and the lengths of the method YAMLs were chosen for
+ViT-B/16's 196 patch tokens (VPT-shallow p = 100, VPT-deep p = 50, about 0.5 and 0.25 prompts per patch). On
+the micro ViT's 16 patches those lengths make the sequence 4-7x longer (VPT's longest, p = 200 on 196 patches,
+doubles it), and the VPT runs then take a third of the all-methods sweep's time. By default the benchmark therefore runs them at the same
+prompts-per-patch ratio (``PROMPT_OVERRIDES``: p = 8 shallow, 4 deep, also inside the ``compose`` preset),
+recorded in every result's method options; ``--prompt-lengths yaml`` keeps the YAML lengths. Prefix tuning's
+prefixes extend only the keys and values, so its lengths are kept.
+
+``--jobs N`` splits the methods into N groups that run concurrently (one CPU thread each with
+``trainer=embedded``; a group runs its methods in one multirun, plus one per method with its own overrides), so
+a 2-core machine trains two runs at a time. The groups are balanced by each
 method's measured cost (a few training steps on the micro ViT, timed before the sweep; longest first). The
 wall time of each init goes into ``pretrained_vs_random.md``.
 """
@@ -28,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +51,23 @@ INITS = {
     "random": ["backbone=vit_micro", "backbone.weights=none", "backbone.name=vit_micro_scratch"],
 }
 BACKBONE_OF = {"pretrained": "vit_micro", "random": "vit_micro_scratch"}
+# Patch tokens of ViT-B/16 at 224 px (the backbone the YAML prompt lengths were chosen for) and of the micro ViT.
+REFERENCE_PATCHES, MICRO_PATCHES = 196, 16
+
+
+def scaled_length(length: int) -> int:
+    """A prompt length at the micro ViT's patch count with ViT-B/16's prompts-per-patch ratio (at least 1)."""
+    return max(1, round(length * MICRO_PATCHES / REFERENCE_PATCHES))
+
+
+# Per method config: the overrides that run its prompt tokens at scaled_length() of its YAML length
+# (100 -> 8, 50 -> 4). The compose preset's third component is VPT-deep at its default length (50).
+PROMPT_OVERRIDES = {
+    "vpt_shallow": [f"method.length={scaled_length(100)}"],
+    "vpt_deep": [f"method.length={scaled_length(50)}"],
+    "compose": [f"+method.components.2.options.length={scaled_length(50)}"],
+}
+PROMPT_LENGTHS = ("scaled", "yaml")
 
 
 def _tool(name: str) -> str:
@@ -70,8 +97,12 @@ def all_method_configs() -> list[str]:
     return names
 
 
-def step_costs(methods: list[str], overrides: list[str]) -> dict[str, float]:
-    """Seconds per training step of each method on the embedded backbone (median of 3 steps after one warm-up)."""
+def step_costs(methods: list[str], overrides: list[str],
+               per_method: dict[str, list[str]] | None = None) -> dict[str, float]:
+    """Seconds per training step of each method on the embedded backbone (median of 3 steps after one warm-up).
+
+    ``per_method`` adds overrides for single methods (the prompt lengths), as their runs get them.
+    """
     import statistics
 
     import torch
@@ -88,7 +119,8 @@ def step_costs(methods: list[str], overrides: list[str]) -> dict[str, float]:
     costs = {}
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for name in methods:
-            plain = to_plain(compose(config_name="train", overrides=[f"method={name}", *overrides]))
+            extra = (per_method or {}).get(name, [])
+            plain = to_plain(compose(config_name="train", overrides=[f"method={name}", *overrides, *extra]))
             backbone = make_backbone_config({**plain["backbone"], "weights": "none"})
             size = backbone.img_size
             method_name, _, options = split_method_block(plain["method"])
@@ -131,6 +163,33 @@ def balanced_groups(costs: dict[str, float], jobs: int) -> list[list[str]]:
     return [sorted(g) for g in groups]
 
 
+def group_commands(group: list[str], per_method: dict[str, list[str]], common: list[str], sweep_dir: str) -> list[
+        list[str]]:
+    """The ``peftbench-train -m`` argument lists one group runs one after the other.
+
+    Methods without overrides share one multirun; each method with its own overrides (``per_method``) gets
+    its own, since a multirun applies the same overrides to every method it sweeps.
+    """
+    plain = [m for m in group if not per_method.get(m)]
+    units = ([(plain, [])] if plain else []) + [([m], per_method[m]) for m in group if per_method.get(m)]
+    return [
+        ["-m", "trainer=embedded", f"method={','.join(methods)}", *common, *extra,
+         # one sweep folder per multirun (the default is named after the second it starts)
+         f"hydra.sweep.dir={sweep_dir}-{j}"]
+        for j, (methods, extra) in enumerate(units)
+    ]
+
+
+def run_in_turn(commands: list[list[str]]) -> int:
+    """Run ``peftbench-train`` with each argument list in order; stop at the first failure (its exit code)."""
+    for cmd in commands:
+        print("[benchmark] peftbench-train " + " ".join(cmd), flush=True)
+        code = subprocess.run([_tool("peftbench-train"), *cmd], cwd=REPO).returncode
+        if code:
+            return code
+    return 0
+
+
 def compare(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Per method: mean accuracy over tasks and per group for both inits, and pretrained - random.
 
@@ -171,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=Path("results/embedded_benchmark"))
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--jobs", type=int, default=1, help="concurrent multiruns (methods split between them)")
+    parser.add_argument("--prompt-lengths", choices=PROMPT_LENGTHS, default="scaled",
+                        help="scaled: VPT prompt lengths at ViT-B/16's prompts per patch (default); yaml: the "
+                             "method YAMLs' lengths")
     parser.add_argument("overrides", nargs="*", help="extra peftbench-train overrides, e.g. seed=1")
     args = parser.parse_args(argv)
 
@@ -185,36 +247,35 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    per_method = {m: o for m, o in PROMPT_OVERRIDES.items() if m in methods} if args.prompt_lengths == "scaled" else {}
+    for m, o in per_method.items():
+        print(f"[benchmark] {m}: {' '.join(o)} (prompt length at ViT-B/16's prompts per patch; "
+              "--prompt-lengths yaml keeps the YAML length)", flush=True)
+    script_start = time.time()
     if args.jobs == 1:
         groups = [methods]
     else:
         pregenerate(tasks, Path(args.data_root))  # once, before concurrent runs would each write them
-        costs = step_costs(methods, list(INITS["pretrained"]) + [o for o in args.overrides if "=" in o])
+        costs = step_costs(methods, list(INITS["pretrained"]) + [o for o in args.overrides if "=" in o], per_method)
         groups = balanced_groups(costs, args.jobs)
         for k, g in enumerate(groups):
             print(f"[benchmark] group {k}: {sum(costs[m] for m in g) * 1000:.0f} ms of steps: {', '.join(g)}", flush=True)
     timings = {}
     for init in inits:
         start = time.time()
-        procs = []
-        for k, group in enumerate(groups):
-            cmd = [
-                _tool("peftbench-train"), "-m", "trainer=embedded",
-                f"method={','.join(group)}",
-                f"dataset={','.join('embedded/' + t for t in tasks)}",
-                f"paths.results_dir={args.results_dir}", f"data.root={args.data_root}",
-                # one sweep folder per concurrent multirun (the default is named after the second it starts)
-                f"hydra.sweep.dir={args.results_dir}/logs/hydra/embedded-{init}-{k}-of-{len(groups)}",
-                *INITS[init], *args.overrides,
-            ]
-            print("[benchmark] " + " ".join(cmd[1:]), flush=True)
-            procs.append(subprocess.Popen(cmd, cwd=REPO))
-        code = max(p.wait() for p in procs)
+        common = [f"dataset={','.join('embedded/' + t for t in tasks)}", f"paths.results_dir={args.results_dir}",
+                  f"data.root={args.data_root}", *INITS[init], *args.overrides]
+        commands = [group_commands(g, per_method, common, f"{args.results_dir}/logs/hydra/embedded-{init}-{k}-of-"
+                                   f"{len(groups)}") for k, g in enumerate(groups)]
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            codes = list(pool.map(run_in_turn, commands))
+        code = max(codes)
         timings[init] = time.time() - start
-        print(f"[benchmark] {init}: {len(methods) * len(tasks)} runs in {len(groups)} concurrent multirun(s), "
+        print(f"[benchmark] {init}: {len(methods) * len(tasks)} runs in {len(groups)} concurrent group(s), "
               f"exit {code}, {timings[init] / 60:.1f} min wall", flush=True)
         if code != 0:
             return code
+    total = time.time() - script_start
     code = subprocess.run([_tool("peftbench-leaderboard"), "--results-dir", str(args.results_dir), "--no-plots"],
                           cwd=REPO).returncode
     table_path = REPO / args.results_dir / "leaderboard" / "embedded.csv"
@@ -231,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         *("| " + " | ".join(v if isinstance(v, str) else f"{v:.1f}" for v in r) + " |"
           for r in result.itertuples(index=False)),
         "",
-        f"wall time ({len(methods)} methods x {len(tasks)} tasks per init, {len(groups)} concurrent multirun(s), "
-        f"{os.cpu_count()} logical CPUs): " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()),
+        f"wall time ({len(methods)} methods x {len(tasks)} tasks per init, {len(groups)} concurrent group(s), "
+        f"{os.cpu_count()} logical CPUs, prompt lengths {args.prompt_lengths}): "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+        + f"; whole script (task generation and step timing included) {total / 60:.1f} min",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
