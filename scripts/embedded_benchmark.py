@@ -25,7 +25,8 @@ prefixes extend only the keys and values, so its lengths are kept.
 ``--jobs N`` splits the methods into N groups that run concurrently (one CPU thread each with
 ``trainer=embedded``; a group runs its methods in one multirun, plus one per method with its own overrides), so
 a 2-core machine trains two runs at a time. The groups are balanced by each
-method's measured cost (a few training steps on the micro ViT, timed before the sweep; longest first). The
+method's estimated cost (a few training steps on the micro ViT timed before the sweep, times the steps of its
+runs, plus a multirun start for a method launched apart; longest first). The
 wall time of each init goes into ``pretrained_vs_random.md``.
 """
 
@@ -68,6 +69,10 @@ PROMPT_OVERRIDES = {
     "compose": [f"+method.components.2.options.length={scaled_length(50)}"],
 }
 PROMPT_LENGTHS = ("scaled", "yaml")
+TRAIN_IMAGES = 1000  # train800val200: what the final protocol trains on
+# Measured on 2026-12-02: start-up of one more peftbench-train multirun (interpreter, imports, Hydra, decoding
+# each task once), which a method with its own overrides costs its group.
+MULTIRUN_START_S = 20.0
 
 
 def _tool(name: str) -> str:
@@ -150,6 +155,22 @@ def pregenerate(tasks: list[str], data_root: Path) -> None:
         folder = yaml.safe_load((REPO / "configs" / "dataset" / "embedded" / f"{task}.yaml").read_text())["folder"]
         root = data_root if data_root.is_absolute() else REPO / data_root
         ensure_embedded(task, root / "vtab-1k" / folder)
+
+
+def sweep_seconds(costs: dict[str, float], overrides: list[str], per_method: dict[str, list[str]],
+                  n_tasks: int) -> dict[str, float]:
+    """Each method's estimated share of a sweep: step cost x steps of its runs, plus a multirun start when it
+    has its own overrides (:func:`group_commands` launches it apart)."""
+    import math
+
+    from hydra import compose, initialize_config_dir
+
+    from peftbench.cli import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        trainer = compose(config_name="train", overrides=["trainer=embedded", *overrides]).trainer
+    steps = int(trainer.epochs) * math.ceil(TRAIN_IMAGES / int(trainer.batch_size)) * n_tasks
+    return {m: c * steps + (MULTIRUN_START_S if per_method.get(m) else 0.0) for m, c in costs.items()}
 
 
 def balanced_groups(costs: dict[str, float], jobs: int) -> list[list[str]]:
@@ -256,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         groups = [methods]
     else:
         pregenerate(tasks, Path(args.data_root))  # once, before concurrent runs would each write them
-        costs = step_costs(methods, list(INITS["pretrained"]) + [o for o in args.overrides if "=" in o], per_method)
-        groups = balanced_groups(costs, args.jobs)
+        user = [o for o in args.overrides if "=" in o]
+        costs = step_costs(methods, list(INITS["pretrained"]) + user, per_method)
+        loads = sweep_seconds(costs, user, per_method, len(tasks))
+        groups = balanced_groups(loads, args.jobs)
         for k, g in enumerate(groups):
-            print(f"[benchmark] group {k}: {sum(costs[m] for m in g) * 1000:.0f} ms of steps: {', '.join(g)}", flush=True)
+            print(f"[benchmark] group {k}: about {sum(loads[m] for m in g) / 60:.1f} min of training: {', '.join(g)}",
+                  flush=True)
     timings = {}
     for init in inits:
         start = time.time()
