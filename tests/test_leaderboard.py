@@ -14,7 +14,7 @@ from peftbench.results.suites import VTAB_GROUPS, VTAB_TASKS
 
 
 def _write(results, *, task, method="lora", seed=0, acc=50.0, status="success", suite="vtab", lr=1e-3,
-           finished="2026-01-01T00:00:00", protocol="final"):
+           finished="2026-01-01T00:00:00", protocol="final", weights_sha256=None):
     cfg = {
         "backbone": {"name": "vit_b16_in21k"}, "method": {"name": method, "rank": 8},
         "dataset": {"name": task, "suite": suite}, "trainer": {"lr": lr}, "seed": seed, "protocol": protocol,
@@ -24,10 +24,14 @@ def _write(results, *, task, method="lora", seed=0, acc=50.0, status="success", 
         "status": status, "suite": suite, "task": task, "backbone": "vit_b16_in21k", "method": method,
         "family": "partial", "subfamily": "reparameter", "protocol": protocol, "seed": seed, "config_hash": h,
         "finished_at": finished, "config": cfg, "message": "" if status == "success" else "boom",
+        "backbone_weights_sha256": weights_sha256,
         "metrics": {"accuracy": acc if status == "success" else None, "trainable_params": 1000,
                     "trainable_params_without_head": 900, "trainable_percent": 0.1},
     }
-    write_json_atomic(run_dir(results, cfg, h) / "result.json", res)
+    folder = run_dir(results, cfg, h)
+    if weights_sha256:  # another weights file at the same path: the real run's hash differs too
+        folder = folder.with_name(folder.name[:-8] + weights_sha256[:8])
+    write_json_atomic(folder / "result.json", res)
 
 
 def test_vtab_table_means_groups_and_seeds(tmp_path):
@@ -101,3 +105,13 @@ def test_config_hash_ignores_paths_and_device_but_not_settings():
     other = json.loads(json.dumps(cfg))
     other["trainer"]["lr"] = 1e-2
     assert config_hash(cfg) == config_hash(same) != config_hash(other)
+
+
+def test_runs_from_other_weights_at_the_same_path_are_not_averaged_together(tmp_path):
+    _write(tmp_path, task="cifar", seed=0, acc=80.0, weights_sha256="a" * 64, finished="2026-01-01T00:00:00")
+    _write(tmp_path, task="cifar", seed=0, acc=40.0, weights_sha256="b" * 64, finished="2026-01-02T00:00:00")
+    build_leaderboard(tmp_path)
+    row = pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv").iloc[0]
+    assert row["cifar"] == pytest.approx(40.0) and row["cifar_n"] == 1  # the newer weights only
+    problems = pd.read_csv(tmp_path / "leaderboard" / "problems.csv")
+    assert (problems["status"] == "superseded").sum() == 1

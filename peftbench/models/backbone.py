@@ -26,10 +26,10 @@ from torch import nn
 
 from peftbench.config import build_config
 from peftbench.errors import CheckpointError, ConfigError
+from peftbench.results.io import weights_path
 
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 HUB_HOST = "huggingface.co"
-PACKAGE_PREFIX = "package:"
 
 
 @dataclasses.dataclass
@@ -106,13 +106,6 @@ def build_backbone(cfg: BackboneConfig, num_classes: int) -> nn.Module:
                 f"fetching weights for {cfg.timm_name} failed ({exc}); pass backbone.weights=/path/to/file instead"
             ) from None
     return load_local(cfg, num_classes, weights_path(weights))
-
-
-def weights_path(weights: str) -> Path:
-    """The file a local ``backbone.weights`` names; ``package:<path>`` is relative to the peftbench package."""
-    if weights.startswith(PACKAGE_PREFIX):
-        return Path(__file__).resolve().parent.parent / weights.removeprefix(PACKAGE_PREFIX)
-    return Path(weights).expanduser()
 
 
 def load_local(cfg: BackboneConfig, num_classes: int, path: Path) -> nn.Module:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 RESULT_FILE = "result.json"
+PACKAGE_PREFIX = "package:"  # backbone.weights relative to the installed peftbench package
+WEIGHTS_NOT_FILES = ("hub", "none")
 SCHEMA_VERSION = 1
 
 # Keys that change where or how a run is stored or shown, not what it computes.
@@ -43,12 +45,53 @@ def _drop(cfg: dict[str, Any], dotted: str) -> None:
         del cfg[head]
 
 
+def weights_path(weights: str) -> Path:
+    """The file a local ``backbone.weights`` names; ``package:<path>`` is relative to the peftbench package."""
+    if weights.startswith(PACKAGE_PREFIX):
+        return Path(__file__).resolve().parent.parent / weights.removeprefix(PACKAGE_PREFIX)
+    return Path(weights).expanduser()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(weights: Any) -> str | None:
+    """SHA-256 of the local weights file ``backbone.weights`` names (None for hub / none / a missing file).
+
+    Computed once per file version in a process (keyed by path, size and modification time).
+    """
+    if not isinstance(weights, str) or weights in WEIGHTS_NOT_FILES:
+        return None
+    path = weights_path(weights)
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # loading the backbone reports the missing file
+    if not path.is_file():
+        return None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the resolved config, without :data:`NON_SEMANTIC_KEYS`.
 
-    Two runs with the same hash trained the same model on the same data with the same settings.
+    A local ``backbone.weights`` file enters by its contents (:func:`weights_sha256`), not only its path, so
+    two runs with the same hash trained the same model on the same data with the same settings, and a
+    checkpoint replaced at the same path is a new run, not a finished one.
     """
     plain = json.loads(json.dumps(cfg, default=str))
+    backbone = plain.get("backbone")
+    if isinstance(backbone, dict):
+        digest = weights_sha256(backbone.get("weights"))
+        if digest is not None:
+            backbone["weights_sha256"] = digest
     for key in NON_SEMANTIC_KEYS:
         _drop(plain, key)
     blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))

@@ -71,6 +71,8 @@ def _flatten(res: dict[str, Any], path: Path) -> dict[str, Any]:
     for key in ("paths", "logger", "on_existing", "resume"):
         seedless.pop(key, None)
     seedless.get("data", {}).pop("root", None)
+    if res.get("backbone_weights_sha256"):  # the same weights path with other contents is another setting
+        seedless["backbone_weights_sha256"] = res["backbone_weights_sha256"]
     seedless.get("trainer", {}).pop("device", None)
     row = {k: v for k, v in res.items() if k not in ("config", "metrics", "versions", "normalization")}
     row["method_setting"] = _short_hash(method_cfg)
