@@ -34,10 +34,12 @@ from peftbench.results.io import (
     config_hash,
     read_result,
     run_dir,
+    weights_sha256,
     write_json_atomic,
 )
 
 PROTOCOLS = ("tune", "final")
+DEFAULT_INFER_ITERS = 5  # timed calls where trainer.infer_iters=0 cannot use the final evaluation
 ON_EXISTING = ("skip", "error", "overwrite")
 
 
@@ -154,6 +156,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "task": rc.dataset.name,
         "group": rc.dataset.group,
         "backbone": rc.backbone.name,
+        "backbone_weights_sha256": weights_sha256(rc.backbone.weights),  # local files only (None: hub / none)
         "method": rc.method_label,  # the registered name unless the method block sets a label (presets)
         "registered_method": method.name,
         "family": method.family,
@@ -239,8 +242,13 @@ def _train(rc: RunConfig, method, device: torch.device, out: Path, result: dict[
     if outcome.status == "success":
         batch = _throughput_batch(splits.eval, rc.trainer.eval_batch_size)
         dtype = autocast_dtype(rc.trainer, device)
-        metrics["infer_img_s"] = inference_throughput(model, batch, device, dtype, rc.trainer.infer_warmup,
-                                                      rc.trainer.infer_iters)
+        if rc.trainer.infer_iters == 0 and outcome.eval_infer_img_s is not None:
+            metrics["infer_img_s"] = outcome.eval_infer_img_s
+            metrics["infer_img_s_source"] = "final evaluation: model calls of its batches after the first"
+        else:
+            metrics["infer_img_s"] = inference_throughput(model, batch, device, dtype, rc.trainer.infer_warmup,
+                                                          rc.trainer.infer_iters or DEFAULT_INFER_ITERS)
+            metrics["infer_img_s_source"] = "separate: one evaluation batch, repeated"
         metrics["infer_batch_size"] = int(batch.shape[0])
         metrics["checkpoint_bytes"] = save_task_checkpoint(model, out / "task.safetensors")
         if rc.trainer.merge:
@@ -264,7 +272,7 @@ def _merge_and_measure(rc: RunConfig, method, model, batch, device, dtype, out: 
     with torch.inference_mode():
         diff = (merged(batch.to(device)).float() - before).abs().max().item()
     base = build_backbone(dataclasses.replace(rc.backbone, weights="none"), rc.dataset.num_classes).to(device)
-    timing = (rc.trainer.infer_warmup, rc.trainer.infer_iters)
+    timing = (rc.trainer.infer_warmup, rc.trainer.infer_iters or DEFAULT_INFER_ITERS)
     base_img_s = inference_throughput(base, batch, device, dtype, *timing)
     merged_img_s = inference_throughput(merged, batch, device, dtype, *timing)
     state = {k: v.detach().cpu().contiguous() for k, v in merged.state_dict().items()}

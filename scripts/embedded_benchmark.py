@@ -73,6 +73,8 @@ TRAIN_IMAGES = 1000  # train800val200: what the final protocol trains on
 # Measured on 2026-12-02: start-up of one more peftbench-train multirun (interpreter, imports, Hydra, decoding
 # each task once), which a method with its own overrides costs its group.
 MULTIRUN_START_S = 20.0
+# ... and the part of a run that is not training steps (Hydra job set-up, model build, evaluation, result files)
+RUN_OVERHEAD_S = 1.2
 
 
 def _tool(name: str) -> str:
@@ -159,8 +161,8 @@ def pregenerate(tasks: list[str], data_root: Path) -> None:
 
 def sweep_seconds(costs: dict[str, float], overrides: list[str], per_method: dict[str, list[str]],
                   n_tasks: int) -> dict[str, float]:
-    """Each method's estimated share of a sweep: step cost x steps of its runs, plus a multirun start when it
-    has its own overrides (:func:`group_commands` launches it apart)."""
+    """Each method's estimated share of a sweep: step cost x steps of its runs plus a fixed overhead per run,
+    plus a multirun start when it has its own overrides (:func:`group_commands` launches it apart)."""
     import math
 
     from hydra import compose, initialize_config_dir
@@ -170,7 +172,8 @@ def sweep_seconds(costs: dict[str, float], overrides: list[str], per_method: dic
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         trainer = compose(config_name="train", overrides=["trainer=embedded", *overrides]).trainer
     steps = int(trainer.epochs) * math.ceil(TRAIN_IMAGES / int(trainer.batch_size)) * n_tasks
-    return {m: c * steps + (MULTIRUN_START_S if per_method.get(m) else 0.0) for m, c in costs.items()}
+    return {m: c * steps + RUN_OVERHEAD_S * n_tasks + (MULTIRUN_START_S if per_method.get(m) else 0.0)
+            for m, c in costs.items()}
 
 
 def balanced_groups(costs: dict[str, float], jobs: int) -> list[list[str]]:

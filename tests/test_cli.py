@@ -31,7 +31,8 @@ def _results(tmp_path: Path) -> list[dict]:
 
 
 def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
-    proc = _run(tmp_path, "-m", "method=full,linear", *FAST)
+    args = ["trainer.infer_iters=0", "trainer.eval_every=1", *FAST]
+    proc = _run(tmp_path, "-m", "method=full,linear", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = _results(tmp_path)
     assert sorted(r["method"] for r in results) == ["full", "linear"]
@@ -47,6 +48,11 @@ def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
     full, linear = sorted(results, key=lambda r: r["method"])
     assert full["metrics"]["trainable_params_without_head"] == full["metrics"]["backbone_params"]
     assert linear["metrics"]["trainable_params_without_head"] == 0
+    # infer_iters=0: timed on the final evaluation, except where that ran on cached prefix activations (linear's
+    # periodic evaluations, eval_every=1, run on its cached frozen features)
+    assert full["metrics"]["infer_img_s_source"].startswith("final evaluation")
+    assert linear["metrics"]["infer_img_s_source"].startswith("separate")
+    assert full["backbone_weights_sha256"] == linear["backbone_weights_sha256"] and full["registered_method"] == "full"
     # the same data on both runs
     assert full["manifest_sha256"] == linear["manifest_sha256"]
 
@@ -58,14 +64,14 @@ def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
 
     # rerunning the same command skips the finished runs and loses nothing
     before = {r["run_dir"]: r["finished_at"] for r in results}
-    proc = _run(tmp_path, "-m", "method=full,linear", *FAST)
+    proc = _run(tmp_path, "-m", "method=full,linear", *args)
     assert proc.returncode == 0 and proc.stdout.count("finished run exists, skipped") == 2
     assert {r["run_dir"]: r["finished_at"] for r in _results(tmp_path)} == before
 
     # on_existing=error refuses; overwrite keeps a backup
-    proc = _run(tmp_path, "method=linear", *FAST, "on_existing=error")
+    proc = _run(tmp_path, "method=linear", *args, "on_existing=error")
     assert proc.returncode == 2 and "on_existing=overwrite" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _run(tmp_path, "method=linear", *FAST, "on_existing=overwrite")
+    proc = _run(tmp_path, "method=linear", *args, "on_existing=overwrite")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(Path(linear["run_dir"]).glob("result.json.bak-*"))
 

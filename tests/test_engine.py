@@ -99,8 +99,8 @@ def test_trainer_config_rejects_bad_values():
         TrainerConfig(precision="fp16")
     with pytest.raises(ConfigError, match="warmup_epochs"):
         TrainerConfig(epochs=5, warmup_epochs=10)
-    with pytest.raises(ConfigError, match="trainer.infer_iters must be >= 1"):
-        TrainerConfig(infer_iters=0)
+    with pytest.raises(ConfigError, match="trainer.infer_iters must be >= 0"):
+        TrainerConfig(infer_iters=-1)
     with pytest.raises(ConfigError, match="trainer.infer_warmup must be >= 0"):
         TrainerConfig(infer_warmup=-1)
     with pytest.raises(ConfigError, match="valid: auto, cpu"):
@@ -121,3 +121,16 @@ def test_measurements_are_real_numbers():
     block.add_(1)
     assert mem.peak_mb() >= before + 32
     del block
+
+
+def test_the_final_evaluation_times_its_batches_after_the_first():
+    model = tiny_vit(num_classes=2)
+    prepare_model(model, build_method("lora"))
+    data = _separable(64)
+    timing: list[tuple[int, float]] = []
+    acc = evaluate(model, data, 24, torch.device("cpu"), None, timing=timing)
+    assert 0.0 <= acc <= 100.0
+    assert [n for n, _ in timing] == [24, 16] and all(t > 0 for _, t in timing)  # batches 2 and 3 of 24, 24, 16
+    out = train_and_evaluate(model, data, data, _cfg(epochs=1, warmup_epochs=0), OptimConfig(),
+                             torch.device("cpu"), 0)
+    assert out.eval_infer_img_s is not None and out.eval_infer_img_s > 0  # 64 images in batches of 32: one timed

@@ -109,6 +109,8 @@ def test_cached_and_uncached_training_are_identical(tmp_path, method):
     assert out_a.accuracy == out_b.accuracy and out_a.final_train_loss == out_b.final_train_loss
     for (name, pa), (_, pb) in zip(model_a.state_dict().items(), model_b.state_dict().items(), strict=True):
         assert torch.equal(pa, pb), name
+    # the final evaluation's timed batches (9 test images in batches of 16: one batch, the warm-up, so none)
+    assert out_a.eval_infer_img_s is None and out_b.eval_infer_img_s is None
     assert out_b.data_wait_fraction is not None and 0.0 <= out_b.data_wait_fraction <= 1.0
     assert all("data_wait_s" in r for r in records if "train_loss" in r)
     json.dumps(out_b.input_pipeline)  # recorded in the result JSON as it is

@@ -55,12 +55,14 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the training forward
     compile_backend: str = "inductor"
     infer_warmup: int = 2  # untimed calls before the recorded inference throughput (infer_img_s)
-    infer_iters: int = 5  # timed calls of infer_img_s, each on one eval batch of eval_batch_size
+    # timed calls of infer_img_s, each on one eval batch of eval_batch_size; 0 = time the final evaluation's
+    # model calls instead (batches after the first; the separate measurement where that ran on cached activations)
+    infer_iters: int = 5
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        for key in ("epochs", "batch_size", "eval_batch_size", "infer_iters"):
+        for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -71,6 +73,10 @@ class TrainerConfig:
             raise ConfigError(f"trainer.lr must be > 0, got {self.lr}")
         if self.infer_warmup < 0:
             raise ConfigError(f"trainer.infer_warmup must be >= 0, got {self.infer_warmup}")
+        if self.infer_iters < 0:
+            raise ConfigError(
+                f"trainer.infer_iters must be >= 0 (0: measure on the final evaluation), got {self.infer_iters}"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,13 +117,21 @@ class TrainOutcome:
     message: str = ""
     data_wait_fraction: float | None = None  # share of epoch time spent waiting for batches (epochs after the first)
     input_pipeline: dict[str, Any] = dataclasses.field(default_factory=dict)  # cache decisions (prefix_cache.py)
+    # model-only images/s of the final evaluation's batches after the first; None when it ran on cached prefix
+    # activations (not the whole model) or had a single batch
+    eval_infer_img_s: float | None = None
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, data: Dataset, batch_size: int, device: torch.device, dtype: torch.dtype | None, workers: int = 0
+    model: nn.Module, data: Dataset, batch_size: int, device: torch.device, dtype: torch.dtype | None, workers: int = 0,
+    timing: list[tuple[int, float]] | None = None,
 ) -> float:
-    """Top-1 accuracy (percent) of ``model`` on ``data`` (a decoded split is read in index batches)."""
+    """Top-1 accuracy (percent) of ``model`` on ``data`` (a decoded split is read in index batches).
+
+    ``timing``, when given, receives ``(images, seconds)`` of the model call of every batch but the first
+    (a warm-up), synchronised on CUDA: inference throughput measured on the evaluation itself.
+    """
     model.eval()
     if isinstance(data, DecodedImageDataset):
         # A DataLoader draws one seed from the global generator; drawing it here too keeps the random stream
@@ -128,10 +142,17 @@ def evaluate(
     else:
         batches = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     correct = total = 0
-    for images, labels in batches:
+    for k, (images, labels) in enumerate(batches):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        timed = timing is not None and k > 0
+        if timed:
+            sync(device)
+            t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)
+        if timed:
+            sync(device)
+            timing.append((labels.numel(), time.perf_counter() - t0))  # type: ignore[union-attr]
         correct += (logits.argmax(dim=-1) == labels).sum().item()
         total += labels.numel()
     return 100.0 * correct / max(total, 1)
@@ -187,12 +208,12 @@ def train_and_evaluate(
 
     decoded_eval: list[Dataset] = []
 
-    def run_eval() -> float:
+    def run_eval(timing: list[tuple[int, float]] | None = None) -> float:
         if inputs.evaluate is not None:  # periodic evaluations on a cached frozen prefix
             return inputs.evaluate()
         if not decoded_eval:  # decode a fixed evaluation split once (same pixels as per-item decoding)
             decoded_eval.append(_decoded_eval_split(eval_data, cfg, device, num_workers, inputs.record))
-        return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers)
+        return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers, timing)
 
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
@@ -256,8 +277,9 @@ def train_and_evaluate(
     train_seconds = time.perf_counter() - t_start + setup_seconds
     peak = mem.peak_mb()
     accuracy = None
+    timing: list[tuple[int, float]] = []
     if status == "success":
-        accuracy = run_eval()
+        accuracy = run_eval(timing)
         history.append({"epoch": cfg.epochs, "eval_accuracy": accuracy})
         if log is not None:
             log({"epoch": cfg.epochs, "eval_accuracy": accuracy, "final": True})
@@ -274,6 +296,7 @@ def train_and_evaluate(
         message=message,
         data_wait_fraction=data_wait_fraction(clock.epochs, [t for t, _ in epoch_times[restored_epochs:]]),
         input_pipeline=inputs.record,
+        eval_infer_img_s=sum(n for n, _ in timing) / sum(t for _, t in timing) if timing else None,
     )
 
 
