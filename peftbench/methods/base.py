@@ -191,7 +191,7 @@ def split_method_block(block: Mapping[str, Any]) -> tuple[str, str, dict[str, An
     if not isinstance(label, str) or not label or not set(label) <= _LABEL_CHARS or label.startswith("."):
         raise ConfigError(
             f"method.label={label!r} is not a usable label: it names result folders, so use letters, digits, "
-            "'_', '-' or '.' (not first), e.g. method.label=lora_r4"
+            "'_', '-' or '.' (not first), e.g. ++method.label=lora_r4"
         )
     return name, label, options
 
