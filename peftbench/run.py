@@ -240,16 +240,18 @@ def _train(rc: RunConfig, method, device: torch.device, out: Path, result: dict[
         metrics["eval_history"] = outcome.eval_history
     result.update(status=outcome.status, message=outcome.message)
     if outcome.status == "success":
-        batch = _throughput_batch(splits.eval, rc.trainer.eval_batch_size)
         dtype = autocast_dtype(rc.trainer, device)
-        if rc.trainer.infer_iters == 0 and outcome.eval_infer_img_s is not None:
+        from_eval = rc.trainer.infer_iters == 0 and outcome.eval_infer_img_s is not None
+        # one evaluation batch, decoded only where a separate measurement or the merge check needs it
+        batch = None if from_eval and not rc.trainer.merge else _throughput_batch(splits.eval, rc.trainer.eval_batch_size)
+        if from_eval:
             metrics["infer_img_s"] = outcome.eval_infer_img_s
             metrics["infer_img_s_source"] = "final evaluation: model calls of its batches after the first"
         else:
             metrics["infer_img_s"] = inference_throughput(model, batch, device, dtype, rc.trainer.infer_warmup,
                                                           rc.trainer.infer_iters or DEFAULT_INFER_ITERS)
             metrics["infer_img_s_source"] = "separate: one evaluation batch, repeated"
-        metrics["infer_batch_size"] = int(batch.shape[0])
+        metrics["infer_batch_size"] = min(rc.trainer.eval_batch_size, len(splits.eval))
         metrics["checkpoint_bytes"] = save_task_checkpoint(model, out / "task.safetensors")
         if rc.trainer.merge:
             metrics.update(_merge_and_measure(rc, method, model, batch, device, dtype, out))

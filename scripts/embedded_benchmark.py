@@ -16,18 +16,19 @@ Usage::
 
 Prompt lengths: VPT's prompts join the token sequence, and the lengths of the method YAMLs were chosen for
 ViT-B/16's 196 patch tokens (VPT-shallow p = 100, VPT-deep p = 50, about 0.5 and 0.25 prompts per patch). On
-the micro ViT's 16 patches those lengths make the sequence 4-7x longer (VPT's longest, p = 200 on 196 patches,
-doubles it), and the VPT runs then take a third of the all-methods sweep's time. By default the benchmark therefore runs them at the same
-prompts-per-patch ratio (``PROMPT_OVERRIDES``: p = 8 shallow, 4 deep, also inside the ``compose`` preset),
-recorded in every result's method options; ``--prompt-lengths yaml`` keeps the YAML lengths. Prefix tuning's
-prefixes extend only the keys and values, so its lengths are kept.
+the micro ViT's 16 patches those lengths make the sequence 4-7x longer (VPT's longest, p = 200 on 196
+patches, doubles it), and the VPT runs then take a third of the all-methods sweep's time. By default the
+benchmark therefore runs them at the same prompts-per-patch ratio (``PROMPT_OVERRIDES``: p = 8 shallow, 4
+deep, also inside the ``compose`` preset), recorded in every result's method options; ``--prompt-lengths
+yaml`` keeps the YAML lengths. Prefix tuning's prefixes extend only the keys and values, so its lengths are
+kept.
 
 ``--jobs N`` splits the methods into N groups that run concurrently (one CPU thread each with
-``trainer=embedded``; a group runs its methods in one multirun, plus one per method with its own overrides), so
-a 2-core machine trains two runs at a time. The groups are balanced by each
-method's estimated cost (a few training steps on the micro ViT timed before the sweep, times the steps of its
-runs, plus a multirun start for a method launched apart; longest first). The
-wall time of each init goes into ``pretrained_vs_random.md``.
+``trainer=embedded``; a group runs its methods in one multirun, plus one per method with its own
+overrides), so a 2-core machine trains two runs at a time. The groups are balanced by each method's
+estimated cost (a few training steps on the micro ViT timed before the sweep, times the steps of its runs,
+plus a fixed overhead per run and a multirun start for a method launched apart; longest first). The wall
+time of each init goes into ``pretrained_vs_random.md``.
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         loads = sweep_seconds(costs, user, per_method, len(tasks))
         groups = balanced_groups(loads, args.jobs)
         for k, g in enumerate(groups):
-            print(f"[benchmark] group {k}: about {sum(loads[m] for m in g) / 60:.1f} min of training: {', '.join(g)}",
+            print(f"[benchmark] group {k}: about {sum(loads[m] for m in g) / 60:.1f} min (estimate): {', '.join(g)}",
                   flush=True)
     timings = {}
     for init in inits:

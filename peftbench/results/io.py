@@ -63,12 +63,9 @@ def weights_sha256(weights: Any) -> str | None:
     if not isinstance(weights, str) or weights in WEIGHTS_NOT_FILES:
         return None
     path = weights_path(weights)
-    try:
-        st = path.stat()
-    except OSError:
-        return None  # loading the backbone reports the missing file
     if not path.is_file():
-        return None
+        return None  # loading the backbone reports the missing file
+    st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
         h = hashlib.sha256()
