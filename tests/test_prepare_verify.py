@@ -4,8 +4,10 @@ test.txt (checked with --partial-test semantics) unless the test size itself is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,15 @@ from PIL import Image
 from peftbench.cli.prepare import main
 from peftbench.errors import DataError, UnknownNameError
 from peftbench.prepare.protocol import FGVC_DATASETS, VTAB_TASKS
-from peftbench.prepare.verify import verify, verify_fgvc_dataset, verify_vtab_task
+from peftbench.prepare.verify import (
+    FGVC_CHECKS,
+    VTAB_CHECKS,
+    FgvcContext,
+    VtabContext,
+    verify,
+    verify_fgvc_dataset,
+    verify_vtab_task,
+)
 
 TASK = VTAB_TASKS["eurosat"]  # 10 classes
 
@@ -97,7 +107,9 @@ def test_malformed_line(tree: Path) -> None:
     with (tree / "test.txt").open("a") as fh:
         fh.write("images/test/000000.png seven\n")
     # reported once, by line number; the unparsable line takes part in no other check
-    assert _problems(tree) == ["test.txt: 1 lines are not '<path> <label>': line 21 'images/test/000000.png seven'"]
+    assert _problems(tree) == [
+        "test.txt: 1 lines are not '<path> <label>': line 21 'images/test/000000.png seven'"
+    ]
 
 
 def test_duplicate_path_in_a_list(tree: Path) -> None:
@@ -134,18 +146,23 @@ def test_test_image_among_training_images(tree: Path) -> None:
 
 def test_test_size_against_the_protocol(tree: Path) -> None:
     problems = _problems(tree, partial_test=False)
-    assert "test.txt has 20 entries, the protocol has 5400 (a tree built on part of the test split passes with --partial-test)" in problems
+    assert (
+        "test.txt has 20 entries, the protocol has 5400 "
+        "(a tree built on part of the test split passes with --partial-test)"
+    ) in problems
     rows = [(f"images/test/{i:06d}.png", i % 10) for i in range(5400)]
     _write_list(tree, "test", rows)
     assert _problems(tree, partial_test=False, check_images=False) == []
     _write_list(tree, "test", rows[:5399])
     assert _problems(tree, partial_test=False, check_images=False) == [
-        "test.txt has 5399 entries, the protocol has 5400 (a tree built on part of the test split passes with --partial-test)"
+        "test.txt has 5399 entries, the protocol has 5400 "
+        "(a tree built on part of the test split passes with --partial-test)"
     ]
 
 
 def test_missing_classes(tree: Path) -> None:
-    rows = {s: [(p, 0 if y == 9 else y) for p, y in _rows(tree, s)] for s in ("train800", "val200", "train800val200", "test")}
+    names = ("train800", "val200", "train800val200", "test")
+    rows = {s: [(p, 0 if y == 9 else y) for p, y in _rows(tree, s)] for s in names}
     rows["test"] = rows["test"] + [(f"images/test/{i:06d}.png", 1) for i in range(20, 5400)]
     for name, r in rows.items():
         _write_list(tree, name, r)
@@ -169,7 +186,8 @@ def test_cli_exit_codes_and_messages(tree: Path, capsys) -> None:
     (tree / "images" / "train" / "000017.png").unlink()
     assert main(["verify", "--root", str(root), "--suite", "vtab", "--tasks", "eurosat", "--partial"]) == 1
     out = capsys.readouterr().out
-    assert "vtab/eurosat: FAILED" in out and "  - 1 listed images are missing" in out and "failed: eurosat" in out
+    assert "vtab/eurosat: FAILED" in out and "  - 1 listed images are missing" in out
+    assert "failed: eurosat" in out
     assert main(["verify", "--root", str(root), "--tasks", "cifar10"]) == 2
     assert "unknown task 'cifar10'; valid choices:" in capsys.readouterr().err
     assert main(["verify", "--root", str(root / "nope")]) == 2
@@ -228,7 +246,8 @@ def test_fgvc_sizes_against_vpt(fgvc: Path) -> None:
         "test.json has 102 entries, VPT's split has 6149",
     ]
     for s, n, off in (("train", 1020, 0), ("val", 1020, 10000), ("test", 6149, 20000)):
-        (fgvc / f"{s}.json").write_text(json.dumps({f"jpg/image_{off + i:05d}.jpg": i % 102 + 1 for i in range(n)}))
+        mapping = {f"jpg/image_{off + i:05d}.jpg": i % 102 + 1 for i in range(n)}
+        (fgvc / f"{s}.json").write_text(json.dumps(mapping))
     assert _fgvc_problems(fgvc, partial=False, check_images=False) == []
 
 
@@ -257,7 +276,9 @@ def test_fgvc_train_lacks_a_class(fgvc: Path) -> None:
 
 def test_fgvc_bad_json_and_non_integer_id(fgvc: Path) -> None:
     (fgvc / "val.json").write_text("{not json")
-    assert _fgvc_problems(fgvc) == ["val.json: not valid JSON (line 1: Expecting property name enclosed in double quotes)"]
+    assert _fgvc_problems(fgvc) == [
+        "val.json: not valid JSON (line 1: Expecting property name enclosed in double quotes)"
+    ]
     (fgvc / "val.json").write_text(json.dumps({"jpg/image_01001.jpg": "1"}))
     assert "val.json: 1 class ids are not integers: jpg/image_01001.jpg" in _fgvc_problems(fgvc)
 
@@ -269,3 +290,98 @@ def test_fgvc_missing_and_broken_images(fgvc: Path) -> None:
         "1 listed images are missing: jpg/image_02005.jpg",
         "1 images cannot be decoded: jpg/image_00003.jpg",
     ]
+
+
+# ---- the check tables ----------------------------------------------------------------------------
+# Every row is a function of the parsed files, so these contexts live in memory (no images are written).
+# The break for each row must make that row, and no other, report a problem.
+
+SMALL_TASK = dataclasses.replace(TASK, test_size=20)  # full-size train lists, a 20-image test split
+SMALL_FGVC = dataclasses.replace(FLOWERS, num_classes=3, sizes={"train": 6, "val": 3, "test": 6})
+
+
+def _vtab_ctx(task_dir: Path) -> VtabContext:
+    rows = [(f"images/{i:06d}.png", i % 10) for i in range(1020)]
+    lists = {
+        "train800": rows[:800],
+        "val200": rows[800:1000],
+        "train800val200": rows[:1000],
+        "test": rows[1000:],
+    }
+    return VtabContext(task_dir, SMALL_TASK, lists, partial_test=False, check_images=False)
+
+
+def _fgvc_ctx(folder: Path) -> FgvcContext:
+    splits = {s: {f"{s}/{i}.jpg": i % 3 + 1 for i in range(n)} for s, n in SMALL_FGVC.sizes.items()}
+    return FgvcContext(folder, SMALL_FGVC, splits, partial=False, check_images=False)
+
+
+def _lists(ctx: VtabContext, **lists: list[tuple[str, int]]) -> VtabContext:
+    return dataclasses.replace(ctx, lists={**ctx.lists, **lists})
+
+
+def _splits(ctx: FgvcContext, **splits: dict[str, int]) -> FgvcContext:
+    return dataclasses.replace(ctx, splits={**ctx.splits, **splits})
+
+
+def _relabel(entries: list[tuple[str, int]], i: int) -> list[tuple[str, int]]:
+    return entries[:i] + [(entries[i][0], (entries[i][1] + 1) % 10)] + entries[i + 1 :]
+
+
+def _train(c: VtabContext) -> list[tuple[str, int]]:
+    return c.lists["train800"]
+
+
+def _val(c: VtabContext) -> list[tuple[str, int]]:
+    return c.lists["val200"]
+
+
+VTAB_BREAKS: dict[str, Callable[[VtabContext], VtabContext]] = {
+    # train800val200 shrinks with train800 so that the union still holds
+    "train_sizes": lambda c: _lists(c, train800=_train(c)[:799], train800val200=_train(c)[:799] + _val(c)),
+    "test_size": lambda c: _lists(c, test=c.lists["test"][:19]),
+    # train800val200 lists the shared image twice (the readers, not the rows, count repeats), so the union
+    # and the sizes still hold
+    "train_val_disjoint": lambda c: _lists(
+        c, val200=_train(c)[:1] + _val(c)[1:], train800val200=_train(c) + _train(c)[:1] + _val(c)[1:]
+    ),
+    "train800val200_union": lambda c: _lists(c, train800val200=_relabel(c.lists["train800val200"], 5)),
+    "test_not_in_training": lambda c: _lists(c, test=_train(c)[:1] + c.lists["test"][1:]),
+    # class 9 becomes class 0 in every list
+    "class_coverage": lambda c: _lists(c, **{n: [(p, y % 9) for p, y in e] for n, e in c.lists.items()}),
+    "images": lambda c: dataclasses.replace(c, check_images=True),  # nothing below task_dir
+}
+
+FGVC_BREAKS: dict[str, Callable[[FgvcContext], FgvcContext]] = {
+    "split_sizes": lambda c: _splits(c, val={"val/0.jpg": 1, "val/1.jpg": 2}),
+    # test/0.jpg becomes train/0.jpg (same class), so the sizes and classes stay right
+    "splits_disjoint": lambda c: _splits(
+        c, test={"train/0.jpg" if p == "test/0.jpg" else p: y for p, y in c.splits["test"].items()}
+    ),
+    "class_count": lambda c: _splits(c, val={**c.splits["val"], "val/0.jpg": 4}),
+    # train loses class 3; val and test keep it, so the id count is still right
+    "class_coverage": lambda c: _splits(c, train={p: y % 3 or 1 for p, y in c.splits["train"].items()}),
+    "images": lambda c: dataclasses.replace(c, check_images=True),  # nothing below the folder
+}
+
+
+def test_check_tables_have_unique_names_and_one_break_per_row() -> None:
+    for table, breaks in ((VTAB_CHECKS, VTAB_BREAKS), (FGVC_CHECKS, FGVC_BREAKS)):
+        names = [name for name, _ in table]
+        assert len(names) == len(set(names))
+        assert names == list(breaks)
+
+
+@pytest.mark.parametrize(
+    ("suite", "row"), [("vtab", n) for n in VTAB_BREAKS] + [("fgvc", n) for n in FGVC_BREAKS]
+)
+def test_each_check_row_fires_alone(suite: str, row: str, tmp_path: Path) -> None:
+    if suite == "vtab":
+        table, clean = VTAB_CHECKS, _vtab_ctx(tmp_path)
+        broken = VTAB_BREAKS[row](clean)
+    else:
+        table, clean = FGVC_CHECKS, _fgvc_ctx(tmp_path)
+        broken = FGVC_BREAKS[row](clean)
+    assert {name: fn(clean) for name, fn in table} == {name: [] for name, _ in table}
+    fired = [name for name, fn in table if fn(broken)]
+    assert fired == [row]
