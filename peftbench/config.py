@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from peftbench.errors import ConfigError
@@ -41,3 +41,18 @@ def build_config(config_cls: type[T], options: Mapping[str, Any], owner: str) ->
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"invalid options for {owner}: {exc}") from None
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> dict[str, Any]:
+    """Compose ``configs/<config_name>.yaml`` with command-line ``overrides``; the resolved plain config
+    without its ``hydra`` block (what a run of that command records as its ``config``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from peftbench.paths import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    plain = to_plain(cfg)
+    plain.pop("hydra", None)
+    return plain

@@ -7,7 +7,10 @@ without a Python traceback. Programming errors keep their tracebacks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class PeftbenchError(Exception):
@@ -46,3 +49,20 @@ class MethodNotSupportedError(PeftbenchError):
 
 class RunExistsError(PeftbenchError):
     """A finished run already exists at the target location."""
+
+
+def user_error_exit(exc: PeftbenchError, prog: str = "peftbench") -> SystemExit:
+    """Print a user error as ``<prog>: error: <message>`` on stderr; return the SystemExit (code 2) to raise."""
+    import sys
+
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def exit_on_user_error(fn: Callable[..., T], *args: Any, prog: str = "peftbench", **kwargs: Any) -> T:
+    """The failure wrapper of every console script: call ``fn``; a :class:`PeftbenchError` becomes one message
+    on stderr and exit code 2, without a traceback (programming errors keep theirs)."""
+    try:
+        return fn(*args, **kwargs)
+    except PeftbenchError as exc:
+        raise user_error_exit(exc, prog) from None

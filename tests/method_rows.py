@@ -1,7 +1,8 @@
 """The table every registered method has a row in; the contract tests iterate over it.
 
-Per-method quirks live in the row, never in ``if`` branches of the tests. Each family keeps its rows in
-its own file (``rows_partial.py``, ``rows_addition.py``, ...), collected here.
+Per-method quirks live in the row, never in ``if`` branches of the tests. Each method group keeps its rows in
+its own ``tests/rows_<group>.py`` (adapter, prompt, reparam, spec, unified, searched), collected here with the
+baselines.
 """
 
 from __future__ import annotations

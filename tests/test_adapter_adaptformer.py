@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.addition.adapter.layers import ParallelAdapter
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.bottleneck import ParallelAdapter
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 D = 48  # tiny ViT width
@@ -24,7 +24,7 @@ def _perturb(model: torch.nn.Module) -> None:
 
 def test_branch_reads_the_pre_norm_stream_and_is_scaled():
     model = tiny_vit()
-    prepare_model(model, build_method("adaptformer", {"dim": 4}))
+    attach_method(model, build_method("adaptformer", {"dim": 4}))
     model.eval()
     _perturb(model)
     block = model.blocks[2]
@@ -44,7 +44,7 @@ def test_branch_reads_the_pre_norm_stream_and_is_scaled():
 def test_the_moved_norm_stays_frozen_and_out_of_the_method_parameters():
     model = tiny_vit()
     method = build_method("adaptformer", {"dim": 4})
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     owned = {id(p) for p in method.trainable_parameters(model)}
     for block in model.blocks:
         assert isinstance(block.mlp, ParallelAdapter)
@@ -59,7 +59,7 @@ def test_the_moved_norm_stays_frozen_and_out_of_the_method_parameters():
 
 def test_layernorm_in_adds_a_trainable_layernorm_on_the_branch_input():
     model = tiny_swin()
-    counts = prepare_model(model, build_method("adaptformer", {"dim": 2, "layernorm": "in"}))
+    counts = attach_method(model, build_method("adaptformer", {"dim": 2, "layernorm": "in"}))
     widths = [24, 48]  # tiny Swin: one block per stage
     assert counts.trainable_params_without_head == sum(w * 2 + 2 + 2 * w + w + 2 * w for w in widths)
     assert all(isinstance(b.mlp.adapter.norm, torch.nn.LayerNorm) for s in model.layers for b in s.blocks)
@@ -68,7 +68,7 @@ def test_layernorm_in_adds_a_trainable_layernorm_on_the_branch_input():
 
 def test_swin_branch_also_reads_the_pre_norm_stream():
     model = tiny_swin()
-    prepare_model(model, build_method("adaptformer", {"dim": 2, "scale": 2.0}))
+    attach_method(model, build_method("adaptformer", {"dim": 2, "scale": 2.0}))
     model.eval()
     _perturb(model)
     block = model.layers[0].blocks[0]

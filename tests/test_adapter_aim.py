@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.addition.adapter.layers import ParallelAdapter, SequentialAdapter
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.bottleneck import ParallelAdapter, SequentialAdapter
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 D = 48  # tiny ViT width
@@ -16,7 +16,7 @@ D = 48  # tiny ViT width
 
 def test_block_is_aims_spatial_then_joint_adaptation():
     model = tiny_vit()
-    prepare_model(model, build_method("aim"))
+    attach_method(model, build_method("aim"))
     model.eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_block_is_aims_spatial_then_joint_adaptation():
 
 def test_init_zeroes_only_the_up_projections():
     model = tiny_vit()
-    prepare_model(model, build_method("aim", {"mlp_ratio": 1.0}))
+    attach_method(model, build_method("aim", {"mlp_ratio": 1.0}))
     downs = torch.cat([b.attn.adapter.down.weight.flatten() for b in model.blocks])
     assert 0.017 < downs.std().item() < 0.023  # trunc-normal std 0.02
     for block in model.blocks:
@@ -50,7 +50,7 @@ def test_init_zeroes_only_the_up_projections():
 
 def test_swin_stages_get_a_quarter_of_their_own_width():
     model = tiny_swin()
-    counts = prepare_model(model, build_method("aim"))
+    counts = attach_method(model, build_method("aim"))
     widths = [24, 48]
     assert [s.blocks[0].mlp.adapter.down.out_features for s in model.layers] == [w // 4 for w in widths]
     per_adapter = [w * (w // 4) + w // 4 + (w // 4) * w + w for w in widths]
@@ -63,7 +63,7 @@ def test_swin_stages_get_a_quarter_of_their_own_width():
 )
 def test_one_adapter_kind_alone(adapters, attn_wrapped, mlp_wrapped):
     model = tiny_vit()
-    prepare_model(model, build_method("aim", {"adapters": adapters}))
+    attach_method(model, build_method("aim", {"adapters": adapters}))
     for block in model.blocks:
         assert isinstance(block.attn, SequentialAdapter) is attn_wrapped
         assert isinstance(block.mlp, ParallelAdapter) is mlp_wrapped
@@ -83,4 +83,4 @@ def test_bad_options_raise(options, match):
 
 def test_a_ratio_that_leaves_no_bottleneck_raises():
     with pytest.raises(ConfigError, match="mlp_ratio"):
-        prepare_model(tiny_vit(), build_method("aim", {"mlp_ratio": 0.01}))
+        attach_method(tiny_vit(), build_method("aim", {"mlp_ratio": 0.01}))

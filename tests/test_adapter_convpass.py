@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
 from peftbench.methods.addition.adapter.convpass import VTAB1K_CONV_INIT, VTAB1K_SCALE, ConvBypass
-from peftbench.methods.addition.adapter.layers import ParallelAdapter
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.bottleneck import ParallelAdapter
+from peftbench.methods.registry import build_method
 from tests.tiny_models import VIT_KWARGS, tiny_vit
 
 D, GRID = 48, 4  # tiny ViT: width 48, 4x4 patches + CLS
@@ -19,7 +19,7 @@ D, GRID = 48, 4  # tiny ViT: width 48, 4x4 patches + CLS
 
 def _prepared(**options):
     model = tiny_vit()
-    prepare_model(model, build_method("convpass", {"dim": 4, **options}))
+    attach_method(model, build_method("convpass", {"dim": 4, **options}))
     return model.eval()
 
 
@@ -109,7 +109,7 @@ def test_register_tokens_go_through_the_centre_tap_like_the_class_token():
     model = timm.create_model(
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, reg_tokens=2, **VIT_KWARGS
     )
-    prepare_model(model, build_method("convpass", {"dim": 4}))
+    attach_method(model, build_method("convpass", {"dim": 4}))
     bypass = model.blocks[0].attn.adapter
     assert bypass.num_prefix == 3 and bypass.grid == (GRID, GRID)
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 5)
@@ -123,7 +123,7 @@ def test_grid_mismatch_and_dynamic_size_raise():
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, dynamic_img_size=True, **VIT_KWARGS
     )
     with pytest.raises(MethodNotSupportedError, match="dynamic_img_size"):
-        prepare_model(dynamic, build_method("convpass"))
+        attach_method(dynamic, build_method("convpass"))
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import torch
 from timm.models.vision_transformer import Attention, ResPostBlock
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
-from peftbench.methods.addition.adapter.layers import SequentialAdapter
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.bottleneck import SequentialAdapter
+from peftbench.methods.registry import build_method
 from tests.tiny_models import VIT_KWARGS, tiny_swin, tiny_vit
 
 D = 48  # tiny ViT width
@@ -30,7 +30,7 @@ def _perturb(module: torch.nn.Module, seed: int = 0) -> None:
 
 def test_adapter_sits_on_every_mlp_output_before_the_residual_add():
     model = tiny_vit()
-    prepare_model(model, build_method("adapter"))
+    attach_method(model, build_method("adapter"))
     model.eval()
     _perturb(model)
     for block in model.blocks:
@@ -48,7 +48,7 @@ def test_adapter_sits_on_every_mlp_output_before_the_residual_add():
 
 def test_adapter_init_is_noahs_effective_normal_init_and_not_identity():
     model = tiny_vit()
-    prepare_model(model, build_method("adapter", {"dim": 48}))
+    attach_method(model, build_method("adapter", {"dim": 48}))
     ws = torch.cat(
         [
             torch.cat([b.mlp.adapter.down.weight.flatten(), b.mlp.adapter.up.weight.flatten()])
@@ -68,7 +68,7 @@ def test_adapter_init_is_noahs_effective_normal_init_and_not_identity():
 
 def test_houlsby_has_two_adapters_per_block_and_trains_every_layernorm():
     model = tiny_vit()
-    counts = prepare_model(model, build_method("adapter_houlsby", {"dim": 4}))
+    counts = attach_method(model, build_method("adapter_houlsby", {"dim": 4}))
     for block in model.blocks:
         assert isinstance(block.attn, SequentialAdapter) and isinstance(block.mlp, SequentialAdapter)
         assert isinstance(block.mlp.adapter.act, torch.nn.GELU)
@@ -84,7 +84,7 @@ def test_houlsby_has_two_adapters_per_block_and_trains_every_layernorm():
 
 def test_houlsby_on_swin_counts_every_layernorm_outside_the_head():
     model = tiny_swin()
-    counts = prepare_model(model, build_method("adapter_houlsby", {"dim": 2}))
+    counts = attach_method(model, build_method("adapter_houlsby", {"dim": 2}))
     norm_params = sum(
         p.numel() for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()
     )
@@ -97,7 +97,7 @@ def test_houlsby_on_swin_counts_every_layernorm_outside_the_head():
 
 def test_attn_placement_adds_one_adapter_on_the_attention_output_only():
     model = tiny_vit()
-    prepare_model(model, build_method("adapter", {"placement": "attn", "dim": 4}))
+    attach_method(model, build_method("adapter", {"placement": "attn", "dim": 4}))
     assert all(
         isinstance(b.attn, SequentialAdapter) and not isinstance(b.mlp, SequentialAdapter)
         for b in model.blocks
@@ -106,7 +106,7 @@ def test_attn_placement_adds_one_adapter_on_the_attention_output_only():
 
 def test_adapters_take_the_backbone_dtype():
     model = tiny_vit().double()
-    prepare_model(model, build_method("adapter_houlsby", {"dim": 4}))
+    attach_method(model, build_method("adapter_houlsby", {"dim": 4}))
     assert {p.dtype for p in model.parameters()} == {torch.float64}
     assert model(torch.randn(1, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
 
@@ -132,4 +132,4 @@ def test_blocks_with_another_layout_raise():
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, block_fn=ResPostBlock, **VIT_KWARGS
     )
     with pytest.raises(MethodNotSupportedError, match="ResPostBlock"):
-        prepare_model(model, build_method("adapter"))
+        attach_method(model, build_method("adapter"))

@@ -15,9 +15,9 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from peftbench.cli import config_dir
 from peftbench.errors import CheckpointError
 from peftbench.models import backbone_data_config, build_backbone, make_backbone_config
+from peftbench.paths import config_dir
 
 CONFIGS = Path(config_dir()) / "backbone"
 

@@ -82,14 +82,15 @@ def test_unknown_methods_are_a_clear_error(tmp_path):
 
 
 def test_methods_with_per_task_settings_get_the_bench_task():
-    from peftbench.bench import BenchConfig
-    from peftbench.methods.base import with_dataset_context
+    import dataclasses
 
-    cfg = BenchConfig(task="dtd", suite="vtab")
+    from peftbench.apps.bench import BenchConfig
+    from peftbench.assemble import MethodSpec, make_method
 
-    def _with_task(name, options, cfg):  # what run_bench passes to build_method
-        return with_dataset_context(name, options, cfg.task, cfg.suite)
-
-    assert _with_task("noah", {}, cfg) == {"task": "dtd", "suite": "vtab"}  # NOAH's published subnet of that task
-    assert _with_task("noah", {"task": "cifar"}, cfg)["task"] == "cifar"  # a set task is kept
-    assert _with_task("lora", {"rank": 4}, cfg) == {"rank": 4}  # methods without per-task settings are untouched
+    cfg = BenchConfig(task="dtd", suite="vtab")  # what run_bench hands the method builder
+    noah = make_method(MethodSpec("noah", "noah"), cfg.task, cfg.suite)
+    assert (noah.config.task, noah.config.suite) == ("dtd", "vtab")  # NOAH's published subnet of that task
+    kept = make_method(MethodSpec("noah", "noah", {"task": "cifar"}), cfg.task, cfg.suite)
+    assert kept.config.task == "cifar"  # a set task is kept
+    lora = make_method(MethodSpec("lora", "lora", {"rank": 4}), cfg.task, cfg.suite)
+    assert "task" not in dataclasses.asdict(lora.config) and lora.config.rank == 4  # no per-task settings

@@ -8,8 +8,8 @@ import torch
 
 from peftbench.engine.loop import TrainerConfig, autocast_dtype, evaluate, train_and_evaluate
 from peftbench.engine.optim import OptimConfig, build_optimizer, use_fused_adamw
-from peftbench.methods import build_method
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.test_input_cache import CLASSES, vtab_splits
 from tests.tiny_models import tiny_vit
 
@@ -17,7 +17,7 @@ CPU = torch.device("cpu")
 
 
 def test_cpu_defaults_keep_fp32_and_the_unfused_optimizer():
-    assert autocast_dtype(TrainerConfig(), CPU) is None
+    assert autocast_dtype(TrainerConfig().precision, CPU) is None
     assert use_fused_adamw(CPU, OptimConfig()) is False and use_fused_adamw(CPU, OptimConfig(name="sgd")) is False
     assert use_fused_adamw(torch.device("cuda"), OptimConfig()) is True
     assert use_fused_adamw(torch.device("cuda"), OptimConfig(name="sgd")) is False
@@ -27,7 +27,7 @@ def test_cpu_defaults_keep_fp32_and_the_unfused_optimizer():
 
 def _train(splits, **trainer):
     model = tiny_vit(num_classes=CLASSES)
-    prepare_model(model, build_method("bitfit"))
+    attach_method(model, build_method("bitfit"))
     cfg = TrainerConfig(epochs=2, batch_size=8, eval_batch_size=16, lr=5e-3, warmup_epochs=1, progress=False, **trainer)
     outcome = train_and_evaluate(model, splits.train, splits.eval, cfg, OptimConfig(), CPU, seed=0)
     return model, outcome

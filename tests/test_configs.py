@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftbench.cli import config_dir
 from peftbench.config import to_plain
-from peftbench.methods import available_methods, get_method_class
+from peftbench.methods.registry import available_methods, get_method_class
+from peftbench.paths import config_dir
 
 CONFIGS = Path(config_dir())
 GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "experiment")
@@ -66,9 +66,9 @@ def test_every_option_composes_into_the_train_config(group, option):
     plain = to_plain(cfg)
     for key in ("backbone", "method", "dataset", "trainer", "optim", "logger", "data", "seed", "protocol"):
         assert key in plain
-    from peftbench.run import parse_config
+    from peftbench.assemble import parse_spec
 
-    parse_config(cfg)  # every block turns into its typed config
+    parse_spec(cfg)  # every block turns into its typed config
 
 
 def test_params_config_composes():

@@ -9,10 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftbench.cli import config_dir, group_options
 from peftbench.config import to_plain
 from peftbench.data import ALIASES, DatasetConfig, canonical_option, make_dataset_config
 from peftbench.errors import ConfigError
+from peftbench.paths import config_dir, group_options
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS
 
 # reference/vtab1k.md and reference/fgvc.md
@@ -35,7 +35,7 @@ OPTIONS = group_options("dataset")
 @functools.cache
 def composed(option: str) -> dict:
     """The ``dataset`` block Hydra composes for ``dataset=<option>`` (dataset group alone, no primary config)."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return to_plain(compose(config_name=None, overrides=[f"+dataset={option}"]))["dataset"]
 
 
@@ -105,7 +105,7 @@ def test_each_alias_composes_to_its_canonical_task(alias):
 )
 def test_aliases_through_the_train_app(alias, name, classes):
     """Through the real primary config, with a dataset override on the command line."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"dataset={alias}", "seed=3"])
     assert (cfg.dataset.name, cfg.dataset.num_classes, cfg.seed) == (name, classes, 3)
 

@@ -159,9 +159,13 @@ def test_histology_labels_follow_the_dab_threshold():
 
 
 def test_the_leaderboard_groups_embedded_tasks_like_vtab():
+    import pandas as pd
+
     from peftbench.results.leaderboard import _embedded_groups
 
-    assert _embedded_groups(("clevr_dist", "digits", "dsprites_loc")) == {
-        "natural": ("digits",), "structured": ("clevr_dist", "dsprites_loc")
-    }
-    assert _embedded_groups(("dsprites_loc", "not_registered")) is None  # no groups for unknown tasks
+    runs = pd.DataFrame({"task": ["clevr_dist", "digits", "dsprites_loc", "digits"],
+                         "group": [emb.TASKS["clevr_dist"].group, emb.TASKS["digits"].group, emb.TASKS["dsprites_loc"].group,
+                                   emb.TASKS["digits"].group]})
+    assert _embedded_groups(runs) == {"natural": ("digits",), "structured": ("clevr_dist", "dsprites_loc")}
+    unknown = pd.concat([runs, pd.DataFrame({"task": ["not_registered"], "group": [None]})])
+    assert _embedded_groups(unknown) is None  # no groups for a task whose runs name none

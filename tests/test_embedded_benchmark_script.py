@@ -1,33 +1,27 @@
-"""scripts/embedded_benchmark.py: the prompt-length rule, its overrides and how groups are launched."""
+"""The embedded mini-benchmark (peftbench-embedded): the prompt-length rule, its overrides and how groups are launched."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from peftbench.cli import config_dir
 from peftbench.config import to_plain
-from peftbench.methods import build_method
-from peftbench.methods.base import split_method_block
+from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import build_backbone, make_backbone_config
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "embedded_benchmark.py"
+from peftbench.paths import config_dir
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("embedded_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from peftbench.apps import embedded
+
+    return embedded
 
 
 def _method(overrides: list[str]):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         plain = to_plain(compose(config_name="train", overrides=overrides))
     name, _, options = split_method_block(plain["method"])
     return plain, build_method(name, options)

@@ -12,8 +12,8 @@ from peftbench.engine.loop import TrainerConfig, evaluate, resolve_device, train
 from peftbench.engine.measure import PeakMemory, inference_throughput
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_vit
 
 
@@ -43,7 +43,7 @@ def test_schedule_warms_up_then_follows_a_cosine():
 
 def test_optimizer_holds_exactly_the_given_params_and_sgd_works():
     model = tiny_vit()
-    prepare_model(model, build_method("linear"))
+    attach_method(model, build_method("linear"))
     params = [p for p in model.parameters() if p.requires_grad]
     for name in ("adamw", "sgd"):
         opt = build_optimizer(params, OptimConfig(name=name), lr=0.1, weight_decay=0.0)
@@ -55,7 +55,7 @@ def test_optimizer_holds_exactly_the_given_params_and_sgd_works():
 def test_training_learns_and_reports_last_epoch_accuracy():
     torch.manual_seed(0)
     model = tiny_vit(num_classes=2)
-    prepare_model(model, build_method("full"))
+    attach_method(model, build_method("full"))
     data = _separable()
     records: list[dict] = []
     out = train_and_evaluate(model, data, data, _cfg(eval_every=2), OptimConfig(), torch.device("cpu"), 0,
@@ -73,7 +73,7 @@ def test_training_learns_and_reports_last_epoch_accuracy():
 
 def test_non_finite_loss_stops_the_run_as_diverged():
     model = tiny_vit(num_classes=2)
-    prepare_model(model, build_method("linear"))
+    attach_method(model, build_method("linear"))
     data = _separable()
     data.tensors[0][3] = float("nan")  # one poisoned image makes the loss NaN
     out = train_and_evaluate(model, data, data, _cfg(), OptimConfig(), torch.device("cpu"), 0)
@@ -87,7 +87,7 @@ def test_same_seed_same_result():
     for _ in range(2):
         torch.manual_seed(0)
         model = tiny_vit(num_classes=2)
-        prepare_model(model, build_method("linear"))
+        attach_method(model, build_method("linear"))
         out = train_and_evaluate(model, _separable(), _separable(seed=1), _cfg(epochs=2), OptimConfig(),
                                  torch.device("cpu"), 3)
         accs.append((out.accuracy, out.final_train_loss))
@@ -125,7 +125,7 @@ def test_measurements_are_real_numbers():
 
 def test_the_final_evaluation_times_its_batches_after_the_first():
     model = tiny_vit(num_classes=2)
-    prepare_model(model, build_method("lora"))
+    attach_method(model, build_method("lora"))
     data = _separable(64)
     timing: list[tuple[int, float]] = []
     acc = evaluate(model, data, 24, torch.device("cpu"), None, timing=timing)

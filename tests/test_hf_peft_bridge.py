@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.lora import LoRALinear
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 BUILDERS = {"vit": tiny_vit, "swin": tiny_swin}
@@ -27,12 +27,12 @@ def test_without_peft_the_methods_are_registered_and_apply_says_how_to_install(m
     monkeypatch.setitem(sys.modules, "peft", None)  # makes `import peft` fail as if it were not installed
     method = build_method("hf_lora")
     with pytest.raises(MethodNotSupportedError, match=r'pip install -e "\.\[peft\]"'):
-        prepare_model(tiny_vit(), method)
+        attach_method(tiny_vit(), method)
 
 
 def test_listing_methods_does_not_import_peft():
     code = (
-        "import sys; from peftbench.methods import available_methods; "
+        "import sys; from peftbench.methods.registry import available_methods; "
         "names = available_methods(); assert 'hf_lora' in names and 'hf_vera' in names, names; "
         "assert 'peft' not in sys.modules, 'peft imported eagerly'"
     )
@@ -42,8 +42,8 @@ def test_listing_methods_does_not_import_peft():
 def _pair(fam: str, native: dict, hf: dict):
     """A native LoRA model with a non-zero B and a PEFT LoRA model carrying the same A and B."""
     ours, theirs = BUILDERS[fam](seed=0), BUILDERS[fam](seed=0)
-    prepare_model(ours, build_method("lora", native))
-    prepare_model(theirs, build_method("hf_lora", hf))
+    attach_method(ours, build_method("lora", native))
+    attach_method(theirs, build_method("hf_lora", hf))
     g = torch.Generator().manual_seed(11)
     copied = 0
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_native_lora_and_pefts_lora_are_the_same_function(peft, fam, native, hf)
 def test_trainable_parameters_are_exactly_the_tuner_layers_own(peft):
     model = tiny_vit()
     method = build_method("hf_vera", {"rank": 16})
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     base_tuner_layer = peft.tuners.tuners_utils.BaseTunerLayer
     expected = {
         id(p)
@@ -99,7 +99,7 @@ def test_trainable_parameters_are_exactly_the_tuner_layers_own(peft):
 
 def test_ia3_scales_the_fc2_input_and_the_qkv_output(peft):
     model = tiny_vit()
-    prepare_model(model, build_method("hf_ia3"))
+    attach_method(model, build_method("hf_ia3"))
     blk = model.blocks[0]
     assert blk.mlp.fc2.is_feedforward and not blk.attn.qkv.is_feedforward
     assert blk.attn.qkv.ia3_l["default"].numel() == 3 * 48 and blk.mlp.fc2.ia3_l["default"].numel() == 4 * 48
@@ -109,7 +109,7 @@ def test_ia3_scales_the_fc2_input_and_the_qkv_output(peft):
 def test_merge_leaves_no_peft_state_on_the_timm_model(peft):
     model = tiny_vit()
     method = build_method("hf_lokr")
-    prepare_model(model, method)
+    attach_method(model, method)
     assert hasattr(model, "peft_config")
     merged = method.merge(model)
     assert not hasattr(merged, "peft_config")
@@ -118,7 +118,7 @@ def test_merge_leaves_no_peft_state_on_the_timm_model(peft):
 
 def test_boft_is_identity_at_init_and_only_the_skew_part_of_boft_r_acts(peft):
     model, base = tiny_vit(), tiny_vit().eval()
-    prepare_model(model, build_method("hf_boft"))
+    attach_method(model, build_method("hf_boft"))
     model.eval()
     x = torch.randn(2, 3, 32, 32)
     r = model.blocks[0].attn.qkv.boft_R["default"]

@@ -22,8 +22,8 @@ from peftbench.data.cache import (
 )
 from peftbench.engine.loop import TrainerConfig, train_and_evaluate
 from peftbench.engine.optim import OptimConfig
-from peftbench.methods import build_method
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_vit
 
 CLASSES = 3
@@ -87,7 +87,7 @@ def test_random_transforms_are_not_cached(tmp_path):
 
 def _train(splits, method: str, input_cache: bool, prefix_cache: bool = False):
     model = tiny_vit(num_classes=CLASSES)
-    prepare_model(model, build_method(method))
+    attach_method(model, build_method(method))
     torch.manual_seed(1)  # dropout inside the method draws from the global stream
     cfg = TrainerConfig(epochs=3, batch_size=8, eval_batch_size=16, lr=5e-3, warmup_epochs=1, progress=False,
                         input_cache=input_cache, prefix_cache=prefix_cache)

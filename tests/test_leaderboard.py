@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from peftbench.atomic import write_json_atomic
 from peftbench.cli.leaderboard import main as leaderboard_main
-from peftbench.results.io import config_hash, run_dir, write_json_atomic
-from peftbench.results.leaderboard import build_leaderboard
+from peftbench.records import config_hash, run_dir
+from peftbench.results.leaderboard import build
 from peftbench.results.suites import VTAB_GROUPS, VTAB_TASKS
 
 
@@ -38,7 +39,7 @@ def test_vtab_table_means_groups_and_seeds(tmp_path):
     for i, task in enumerate(VTAB_TASKS):
         _write(tmp_path, task=task, seed=0, acc=float(i))
         _write(tmp_path, task=task, seed=1, acc=float(i) + 2)
-    build_leaderboard(tmp_path)
+    build(tmp_path)
     table = pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv")
     assert len(table) == 1
     row = table.iloc[0]
@@ -60,7 +61,7 @@ def test_failed_runs_are_listed_apart_and_never_averaged(tmp_path):
     bad = tmp_path / "runs" / "vtab" / "dtd" / "broken" / "result.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{ not json")
-    build_leaderboard(tmp_path)
+    build(tmp_path)
     table = pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv").iloc[0]
     assert table["cifar"] == 80.0 and table["cifar_n"] == 1
     assert pd.isna(table["natural"])  # incomplete group: no mean
@@ -74,7 +75,7 @@ def test_failed_runs_are_listed_apart_and_never_averaged(tmp_path):
 def test_two_settings_of_one_task_are_not_mixed(tmp_path):
     _write(tmp_path, task="cifar", acc=10.0, lr=1e-2, finished="2026-01-01T00:00:00")
     _write(tmp_path, task="cifar", acc=70.0, lr=1e-3, finished="2026-01-02T00:00:00")
-    build_leaderboard(tmp_path)
+    build(tmp_path)
     assert pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv").iloc[0]["cifar"] == 70.0
     problems = pd.read_csv(tmp_path / "leaderboard" / "problems.csv")
     assert list(problems["status"]) == ["superseded"]
@@ -84,7 +85,7 @@ def test_tune_runs_stay_out_of_suite_tables_and_fgvc_table(tmp_path):
     _write(tmp_path, task="cifar", acc=99.0, protocol="tune")
     for i, task in enumerate(["cub", "nabirds", "oxford_flowers", "stanford_dogs", "stanford_cars"]):
         _write(tmp_path, task=task, acc=10.0 * (i + 1), suite="fgvc")
-    written = build_leaderboard(tmp_path)
+    written = build(tmp_path).written
     assert "vtab1k" not in written
     fgvc = pd.read_csv(written["fgvc"]).iloc[0]
     assert fgvc["mean_over_tasks"] == pytest.approx(30.0)
@@ -110,7 +111,7 @@ def test_config_hash_ignores_paths_and_device_but_not_settings():
 def test_runs_from_other_weights_at_the_same_path_are_not_averaged_together(tmp_path):
     _write(tmp_path, task="cifar", seed=0, acc=80.0, weights_sha256="a" * 64, finished="2026-01-01T00:00:00")
     _write(tmp_path, task="cifar", seed=0, acc=40.0, weights_sha256="b" * 64, finished="2026-01-02T00:00:00")
-    build_leaderboard(tmp_path)
+    build(tmp_path)
     row = pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv").iloc[0]
     assert row["cifar"] == pytest.approx(40.0) and row["cifar_n"] == 1  # the newer weights only
     problems = pd.read_csv(tmp_path / "leaderboard" / "problems.csv")

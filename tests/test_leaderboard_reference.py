@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from peftbench.results.io import config_hash, run_dir, write_json_atomic
+from peftbench.atomic import write_json_atomic
+from peftbench.records import config_hash, run_dir
 from peftbench.results.leaderboard import build
 from peftbench.results.reference import load_reference, ppt
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS

@@ -8,9 +8,10 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
 from peftbench.errors import MethodNotSupportedError
-from peftbench.methods import available_methods, build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.base import PeftModule
-from peftbench.methods.prepare import load_task_checkpoint, prepare_model, save_task_checkpoint
+from peftbench.methods.registry import available_methods, build_method
+from peftbench.methods.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from tests.method_rows import all_rows
 from tests.tiny_models import tiny_swin, tiny_vit, vit_b16
 
@@ -28,7 +29,7 @@ def _prepared(name: str, fam: str, seed: int = 0):
     _needs(name)
     model = BUILDERS[fam](seed=seed)
     method = build_method(name, ROWS[name].options)
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     return model.eval(), method, counts
 
 
@@ -136,6 +137,7 @@ def test_merge_gives_a_plain_backbone_with_equal_outputs(name, fam):
     if fam not in row.backbones:
         pytest.skip("not defined for this backbone")
     model, method, _ = _prepared(name, fam)
+    assert method.mergeable == row.mergeable, "the row and the method disagree on whether it merges"
     if not row.mergeable:
         with pytest.raises(MethodNotSupportedError, match="cannot be merged"):
             method.merge(model)
@@ -158,8 +160,20 @@ def test_vit_b16_parameter_count_matches_the_paper_and_the_formula(name):
     row = ROWS[name]
     _needs(name)
     assert row.vit_b16_params is not None and row.vit_b16_formula is not None, "pin the paper's count"
-    assert row.vit_b16_formula() == row.vit_b16_params
     model = vit_b16()
-    counts = prepare_model(model, build_method(name, row.vit_b16_options))
-    assert counts.trainable_params_without_head == row.vit_b16_params, row.source
+    counts = attach_method(model, build_method(name, row.vit_b16_options))
+    # each against the code's count: the number the paper prints, and the analytic formula it comes from
+    assert counts.trainable_params_without_head == row.vit_b16_params, f"the paper's count ({row.source})"
+    assert counts.trainable_params_without_head == row.vit_b16_formula(), "the analytic formula"
     assert counts.head_params == 769 * 100
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_a_methods_folder_is_its_family(name):
+    from peftbench.methods.base import TAXONOMY
+    from peftbench.methods.registry import get_method_class
+
+    cls = get_method_class(name)
+    assert cls.subfamily in TAXONOMY[cls.family]
+    folder = cls.__module__.removeprefix("peftbench.methods.").split(".")[0]
+    assert folder == ("baselines" if cls.family == "baseline" else cls.family), cls.__module__

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from peftbench.errors import CheckpointError
 from peftbench.models import build_backbone, make_backbone_config
-from peftbench.models.backbone import weights_path
+from peftbench.paths import weights_path
 
 ROOT = Path(__file__).resolve().parent.parent
 YAML = ROOT / "configs" / "backbone" / "vit_micro.yaml"

@@ -10,8 +10,8 @@ from peftbench.data.cache import DecodedImageDataset
 from peftbench.engine.loop import TrainerConfig, train_and_evaluate
 from peftbench.engine.optim import OptimConfig
 from peftbench.engine.prefix_cache import build_train_inputs, frozen_prefix
-from peftbench.methods import build_method
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.test_input_cache import CLASSES, vtab_splits
 from tests.tiny_models import VIT_KWARGS, tiny_vit
 
@@ -19,7 +19,7 @@ from tests.tiny_models import VIT_KWARGS, tiny_vit
 def _prepared(method: str, options: dict | None = None, **vit_kw):
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=CLASSES, **{**VIT_KWARGS, **vit_kw})
-    prepare_model(model, build_method(method, options))
+    attach_method(model, build_method(method, options))
     return model
 
 
@@ -79,7 +79,7 @@ def test_cached_prefix_batches_give_the_full_forward():
 
 def _train(splits, method: str, options: dict | None, prefix_cache: bool):
     model = tiny_vit(num_classes=CLASSES)
-    prepare_model(model, build_method(method, options))
+    attach_method(model, build_method(method, options))
     cfg = TrainerConfig(epochs=4, batch_size=8, eval_batch_size=16, lr=5e-3, warmup_epochs=1, progress=False,
                         prefix_cache=prefix_cache)
     outcome = train_and_evaluate(model, splits.train, splits.eval, cfg, OptimConfig(), torch.device("cpu"), seed=0)

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
 from peftbench.methods.addition.prefix.prefix import PrefixAttention
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 
 def _wrapped(builder, **options):
     model = builder(seed=0)
-    prepare_model(model, build_method("prefix", {"length": 4, **options}))
+    attach_method(model, build_method("prefix", {"length": 4, **options}))
     return model.eval()
 
 
@@ -64,7 +64,7 @@ def test_swin_prefixes_skip_the_position_bias_and_the_shifted_window_mask():
     model = timm.create_model(
         "swin_tiny_patch4_window7_224", pretrained=False, num_classes=5, **{**SWIN_KWARGS, "depths": (2, 2)}
     ).eval()
-    prepare_model(model, build_method("prefix", {"length": 4}))
+    attach_method(model, build_method("prefix", {"length": 4}))
     block = model.layers[0].blocks[1]  # the shifted-window block of the first stage
     assert isinstance(block.attn, PrefixAttention) and block.attn_mask is not None
     mask = block.attn_mask  # (nW, 16, 16), 0 / -inf
@@ -129,7 +129,7 @@ def test_patt_adds_a_scaled_branch_to_keys_and_values_only():
 def test_counts_of_the_three_forms_on_the_tiny_vit():
     def count(**options):
         model = tiny_vit()
-        return prepare_model(model, build_method("prefix", options)).trainable_params_without_head
+        return attach_method(model, build_method("prefix", options)).trainable_params_without_head
 
     assert count(length=5) == 3 * 2 * 5 * 48
     assert count(form="mlp", length=5, mid_dim=16) == 3 * (5 * 48 + 48 * 16 + 16 + 16 * 96 + 96)

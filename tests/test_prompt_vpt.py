@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
 from peftbench.methods.addition.prompt.vpt import VPT_DEEP_VTAB1K_LENGTHS, DeepPromptBlock, PromptInserter
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_vit
 
 P = 3  # prompt length in these tests
@@ -19,7 +19,7 @@ DIM, DEPTH, TOKENS = 48, 3, 1 + 16  # tiny ViT: CLS + 4x4 patches
 
 def _prompted(name: str, **options):
     model = tiny_vit(seed=0)
-    prepare_model(model, build_method(name, {"length": P, **options}))
+    attach_method(model, build_method(name, {"length": P, **options}))
     return model.eval()
 
 
@@ -81,7 +81,7 @@ def test_prompts_change_the_prediction_which_reads_the_cls_token():
 
 def test_init_is_uniform_within_the_xavier_bound_of_a_patch_projection():
     model = tiny_vit(seed=0)
-    prepare_model(model, build_method("vpt_deep", {"length": 200}))
+    attach_method(model, build_method("vpt_deep", {"length": 200}))
     bound = math.sqrt(6.0 / (3 * 8 * 8 + DIM))  # patch 8x8 on the tiny ViT (16x16 on ViT-B/16)
     prompt = model.blocks[1].prompt
     assert prompt.abs().max() <= bound
@@ -110,7 +110,7 @@ def test_models_that_pool_over_tokens_are_refused(pool):
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, global_pool=pool, **VIT_KWARGS
     )
     with pytest.raises(MethodNotSupportedError, match="global_pool"):
-        prepare_model(model, build_method("vpt_shallow", {"length": P}))
+        attach_method(model, build_method("vpt_shallow", {"length": P}))
 
 
 def test_length_auto_uses_the_task_preset():
@@ -119,7 +119,7 @@ def test_length_auto_uses_the_task_preset():
     assert cfg.length_for("sun397") == 5 and cfg.length_for("eurosat") == 100
     assert len(VPT_DEEP_VTAB1K_LENGTHS) == 19
     model = tiny_vit(seed=0)
-    prepare_model(model, build_method("vpt_deep", {"length": "auto", "task": "oxford_flowers102"}))
+    attach_method(model, build_method("vpt_deep", {"length": "auto", "task": "oxford_flowers102"}))
     assert model.blocks[1].prompt.shape == (1, DIM)  # p = 1 for Flowers102
     custom = build_method(
         "vpt_shallow", {"length": "auto", "task": "cifar", "lengths_per_task": {"cifar": 7}}
@@ -141,7 +141,7 @@ def test_length_auto_uses_the_task_preset():
 def test_bad_options_raise_config_errors(options, match):
     with pytest.raises(ConfigError, match=match):
         method = build_method("vpt_deep", options)
-        prepare_model(tiny_vit(), method)
+        attach_method(tiny_vit(), method)
 
 
 def test_the_task_can_come_from_the_dataset_through_the_train_config():
@@ -149,7 +149,7 @@ def test_the_task_can_come_from_the_dataset_through_the_train_config():
 
     from hydra import compose, initialize_config_dir
 
-    from peftbench.run import parse_config
+    from peftbench.assemble import parse_spec
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     overrides = [
@@ -160,5 +160,5 @@ def test_the_task_can_come_from_the_dataset_through_the_train_config():
     ]
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
-    run, _ = parse_config(cfg)
-    assert build_method(run.method_name, run.method_options).config.length_for() == 5
+    spec = parse_spec(cfg)
+    assert build_method(spec.method.name, spec.method.options).config.length_for() == 5

@@ -30,7 +30,7 @@ def test_task_columns_are_peftbench_dataset_names(reference):
 
 
 def test_methods_are_registered_and_families_agree(reference):
-    from peftbench.methods.base import available_methods, get_method_class
+    from peftbench.methods.registry import available_methods, get_method_class
 
     configs = {p.stem for p in (ROOT / "configs" / "method").glob("*.yaml")}
     mapped = reference[reference["method"] != ""]

@@ -7,9 +7,9 @@ import timm
 import torch
 
 from peftbench.errors import MethodNotSupportedError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.fact import FacTFactors, FacTLinear
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import VIT_KWARGS, tiny_vit
 
 DIM, RANK = 48, 3
@@ -17,7 +17,7 @@ DIM, RANK = 48, 3
 
 def _fact(name: str, scale: float = 2.0):
     model = tiny_vit()
-    prepare_model(model, build_method(name, {"rank": RANK, "scale": scale}))
+    attach_method(model, build_method(name, {"rank": RANK, "scale": scale}))
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():  # move every factor (V starts at zero) as training would
         for p in model.parameters():
@@ -103,7 +103,7 @@ def test_forward_equals_the_merged_weight_at_every_site(name):
 
 def test_v_is_the_zero_factor_and_u_the_trained_one_at_init():
     model = tiny_vit()
-    prepare_model(model, build_method("fact_tt"))
+    attach_method(model, build_method("fact_tt"))
     assert (
         torch.count_nonzero(model.fact.v) == 0 and torch.count_nonzero(model.fact.u) == model.fact.u.numel()
     )
@@ -115,4 +115,4 @@ def test_an_mlp_width_that_is_not_a_multiple_of_d_is_refused():
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, mlp_ratio=2.5, **VIT_KWARGS
     )
     with pytest.raises(MethodNotSupportedError, match="multiple of 48"):
-        prepare_model(model, build_method("fact_tt"))
+        attach_method(model, build_method("fact_tt"))

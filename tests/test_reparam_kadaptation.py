@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.kadaptation import KAdaptationQKV
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 DIM, N, RANK = 48, 4, 2
@@ -16,7 +16,7 @@ DIM, N, RANK = 48, 4, 2
 
 def _kadapt(perturb: bool = True, **options):
     model = tiny_vit()
-    prepare_model(model, build_method("kadaptation", {"kron_dim": N, "rank": RANK, **options}))
+    attach_method(model, build_method("kadaptation", {"kron_dim": N, "rank": RANK, **options}))
     if perturb:
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
@@ -68,7 +68,7 @@ def test_the_bias_moves_q_and_v_but_not_k():
 def test_gradients_reach_the_fast_weights_from_the_identity_init():
     """The reference zero-inits both fast factors, so they never train; here the up factor gets a gradient."""
     model = tiny_vit()
-    prepare_model(model, build_method("kadaptation", {"kron_dim": N, "rank": RANK}))
+    attach_method(model, build_method("kadaptation", {"kron_dim": N, "rank": RANK}))
     model.train()
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     qkv = model.blocks[0].attn.qkv
@@ -91,11 +91,11 @@ def test_weight_dropout_only_in_training():
 
 def test_swin_stages_share_the_slow_weights_when_kron_dim_divides_every_width():
     model = tiny_swin()
-    prepare_model(model, build_method("kadaptation", {"kron_dim": N}))
+    attach_method(model, build_method("kadaptation", {"kron_dim": N}))
     wrappers = [m for m in model.modules() if isinstance(m, KAdaptationQKV)]
     assert [w.fast_up.shape[2] for w in wrappers] == [24 // N, 48 // N]
 
 
 def test_kron_dim_must_divide_the_width():
     with pytest.raises(ConfigError, match="kron_dim=5 must divide"):
-        prepare_model(tiny_vit(), build_method("kadaptation", {"kron_dim": 5}))
+        attach_method(tiny_vit(), build_method("kadaptation", {"kron_dim": 5}))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.lora import LoRALinear
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 DIM = 48  # tiny ViT width
@@ -18,7 +18,7 @@ DIM = 48  # tiny ViT width
 
 def _adapted(name: str, options: dict | None = None, seed: int = 0):
     model = tiny_vit(seed=seed)
-    prepare_model(model, build_method(name, options))
+    attach_method(model, build_method(name, options))
     model.eval()  # after apply: the injected modules are created in training mode
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():  # a trained-looking B so the branch is non-zero
@@ -68,7 +68,7 @@ def test_alpha_over_rank_scales_the_branch():
 
 def test_a_is_kaiming_uniform_per_slot_and_b_is_zero_at_init():
     model = tiny_vit()
-    prepare_model(model, build_method("lora_qv"))
+    attach_method(model, build_method("lora_qv"))
     qkv = model.blocks[0].attn.qkv
     bound = 1 / math.sqrt(DIM)  # kaiming_uniform(a=sqrt(5)) on (r, in): U(-1/sqrt(in), 1/sqrt(in))
     assert qkv.lora_A.abs().max() <= bound and qkv.lora_A.abs().max() > 0.5 * bound
@@ -89,7 +89,7 @@ def test_a_is_kaiming_uniform_per_slot_and_b_is_zero_at_init():
 )
 def test_targets_choose_the_wrapped_layers_and_the_count(targets, wrapped, per_block):
     model = tiny_vit()
-    counts = prepare_model(model, build_method("lora", {"targets": targets}))
+    counts = attach_method(model, build_method("lora", {"targets": targets}))
     names = {n.split(".", 2)[2] for n, m in model.named_modules() if isinstance(m, LoRALinear)}
     assert names == wrapped
     assert counts.trainable_params_without_head == 3 * per_block
@@ -97,7 +97,7 @@ def test_targets_choose_the_wrapped_layers_and_the_count(targets, wrapped, per_b
 
 def test_swin_qkv_gets_the_same_slot_structure():
     model = tiny_swin()
-    prepare_model(model, build_method("lora_qv"))
+    attach_method(model, build_method("lora_qv"))
     wrappers = [m for m in model.modules() if isinstance(m, LoRALinear)]
     assert len(wrappers) == 2 and all(w.slots == (0, 2) and w.num_slots == 3 for w in wrappers)
     assert [w.lora_B.shape[1] for w in wrappers] == [24, 48]  # slot width = stage width

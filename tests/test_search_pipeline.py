@@ -53,12 +53,12 @@ def test_search_pipeline_end_to_end_and_relaunch(tmp_path):
     # arch.yaml runs directly: the same subnet, the same count
     from hydra import compose, initialize_config_dir
 
-    from peftbench.cli import config_dir
-    from peftbench.cli.params import param_report
+    from peftbench.apps.params import param_report
+    from peftbench.paths import config_dir
 
     arch_file = Path(s["arch_file"])
     assert yaml.safe_load(arch_file.read_text())["arch"] == s["arch"]
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="params", overrides=["backbone=vit_micro", "method=glora",
                                                        f"method.arch={arch_file}", "dataset=embedded/dsprites_loc"])
     assert param_report(cfg)["trainable_params_without_head"] == s["params"]
@@ -72,9 +72,9 @@ def test_search_pipeline_end_to_end_and_relaunch(tmp_path):
     # the leaderboard row carries the searched architecture and its count
     import pandas as pd
 
-    from peftbench.results.leaderboard import build_leaderboard
+    from peftbench.results.leaderboard import build
 
-    rows = pd.read_csv(build_leaderboard(tmp_path / "results")["runs"])
+    rows = pd.read_csv(build(tmp_path / "results").written["runs"])
     row = rows[(rows["method"] == "glora") & (rows["protocol"] == "final")].iloc[0]
     assert row["trainable_params_without_head"] == s["params"]
     assert json.loads(row["method_options"])["arch"] == s["arch"]
@@ -86,8 +86,8 @@ def test_search_pipeline_end_to_end_and_relaunch(tmp_path):
      (["method=noah", "method=noah,glora"], "one setting")],
 )
 def test_search_refuses_what_it_cannot_run(tmp_path, args, needle):
+    from peftbench.apps.search import search
     from peftbench.errors import ConfigError
-    from peftbench.sweeps.search import search
 
     with pytest.raises(ConfigError, match=needle):
         search([*args, f"paths.results_dir={tmp_path / 'results'}"])
@@ -100,8 +100,8 @@ def test_search_refuses_what_it_cannot_run(tmp_path, args, needle):
      (["final.init=warm"], "scratch, supernet"), (["epochs=3"], "search.<supernet|evolution|final>")],
 )
 def test_search_preset_errors_name_the_fix(overrides, needle):
+    from peftbench.apps.search import load_preset
     from peftbench.errors import ConfigError
-    from peftbench.sweeps.search import load_preset
 
     with pytest.raises(ConfigError, match=needle):
         load_preset("noah", overrides)
@@ -116,7 +116,7 @@ def test_search_cli_user_error_exits_2_without_traceback(tmp_path):
 
 
 def test_every_search_preset_builds():
-    from peftbench.sweeps.search import load_preset, presets
+    from peftbench.apps.search import load_preset, presets
 
     assert presets() == ["glora", "noah", "quick"]
     for name in presets():

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.prepare import prepare_model, save_task_checkpoint
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
+from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.methods.unified.search.evolution import Evolution, EvolutionConfig, arch_key
 from peftbench.methods.unified.search.noah import ElasticPromptBlock
 from peftbench.methods.unified.search.noah_published import PUBLISHED_VTAB
@@ -27,7 +28,7 @@ CASES = [(name, build) for name, (_, builders) in SEARCHED.items() for build in 
 def _model(name: str, build, arch="supernet", seed: int = 0, **extra):
     model = build(seed=seed)
     method = build_method(name, {**SEARCHED[name][0], "arch": arch, **extra})
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     return model, method, counts
 
 
@@ -130,7 +131,7 @@ def test_noah_operators_keep_the_depth_structure_of_its_space():
 def test_noah_published_subnets_counts():
     model = vit_b16()
     method = build_method("noah", {"arch": "largest"})
-    prepare_model(model, method)
+    attach_method(model, method)
     counts = [method.arch_params(model, arch) for arch in PUBLISHED_VTAB.values()]
     budget = [method.budget_params(model, arch) for arch in PUBLISHED_VTAB.values()]
     assert len(counts) == 19
@@ -141,9 +142,9 @@ def test_noah_published_subnets_counts():
 
 def test_noah_published_needs_a_vtab_task():
     with pytest.raises(ConfigError, match="not for embedded/dsprites_loc"):
-        prepare_model(vit_b16(), build_method("noah", {"task": "dsprites_loc", "suite": "embedded"}))
+        attach_method(vit_b16(), build_method("noah", {"task": "dsprites_loc", "suite": "embedded"}))
     with pytest.raises(ConfigError, match="12-block"):
-        prepare_model(tiny_vit(), build_method("noah", {"task": "cifar", "suite": "vtab"}))
+        attach_method(tiny_vit(), build_method("noah", {"task": "cifar", "suite": "vtab"}))
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
 from peftbench.methods.addition.side.lst import LadderSideNetwork, SideOutput
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 DIM, MLP_HIDDEN = 48, 192  # tiny ViT width and its MLP hidden width
@@ -17,7 +17,7 @@ DIM, MLP_HIDDEN = 48, 192  # tiny ViT width and its MLP hidden width
 def _prepared(name: str = "lst", options: dict | None = None):
     model = tiny_vit(seed=0)
     options = {"reduction_factor": 4} if options is None and name == "lst" else options
-    prepare_model(model, build_method(name, options))
+    attach_method(model, build_method(name, options))
     return model.train()
 
 
@@ -124,9 +124,9 @@ def test_side_layers_choose_where_ladders_and_side_blocks_go():
 )
 def test_bad_options_raise_config_errors(options, match):
     with pytest.raises(ConfigError, match=match):
-        prepare_model(tiny_vit(), build_method("lst", options))
+        attach_method(tiny_vit(), build_method("lst", options))
 
 
 def test_swin_is_refused():
     with pytest.raises(MethodNotSupportedError, match="lst"):
-        prepare_model(tiny_swin(), build_method("lst"))
+        attach_method(tiny_swin(), build_method("lst"))

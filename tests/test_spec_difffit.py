@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.specification.difffit import BranchScale
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -22,7 +22,7 @@ def _scaled_blocks(model: nn.Module, blocks) -> list[int]:
 @pytest.mark.parametrize(("choice", "expected"), [("first_half", [0, 1]), ("all", [0, 1, 2]), ("none", [])])
 def test_scale_factors_go_to_the_chosen_blocks(choice, expected):
     model = tiny_vit()
-    counts = prepare_model(model, build_method("difffit", {"scale_blocks": choice}))
+    counts = attach_method(model, build_method("difffit", {"scale_blocks": choice}))
     assert _scaled_blocks(model, model.blocks) == expected
     assert all(isinstance(model.blocks[i].drop_path2, BranchScale) for i in expected)
     d, n_ln = 48, 2 * 3 + 1
@@ -36,7 +36,7 @@ def test_scale_factors_go_to_the_chosen_blocks(choice, expected):
 
 def test_gamma_multiplies_the_attention_and_mlp_branches_of_a_block():
     model = tiny_vit().eval()
-    prepare_model(model, build_method("difffit", {"scale_blocks": "all"}))
+    attach_method(model, build_method("difffit", {"scale_blocks": "all"}))
     block = model.blocks[1]
     g1, g2 = torch.rand(48) + 0.5, torch.rand(48) - 2.0
     with torch.no_grad():
@@ -51,7 +51,7 @@ def test_gamma_multiplies_the_attention_and_mlp_branches_of_a_block():
 def test_identity_at_init_and_which_backbone_tensors_train():
     base = tiny_vit(seed=0).eval()
     model = tiny_vit(seed=0).eval()
-    prepare_model(model, build_method("difffit"))
+    attach_method(model, build_method("difffit"))
     with torch.no_grad():
         torch.testing.assert_close(model(X), base(X), atol=1e-6, rtol=0)
     assert model.blocks[0].norm1.weight.requires_grad and model.blocks[0].norm1.bias.requires_grad
@@ -61,7 +61,7 @@ def test_identity_at_init_and_which_backbone_tensors_train():
 
 def test_swin_branches_are_scaled_with_the_stage_width():
     model = tiny_swin().eval()
-    prepare_model(model, build_method("difffit", {"scale_blocks": "all"}))
+    attach_method(model, build_method("difffit", {"scale_blocks": "all"}))
     widths = [b.drop_path1.gamma.numel() for stage in model.layers for b in stage.blocks]
     assert widths == [24, 48]
     assert model(X).shape == (2, 5)

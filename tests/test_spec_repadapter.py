@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.repadapter import VTAB1K_SCALE, RepAdapterLinear
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
 
@@ -23,7 +23,7 @@ def _randomise(wrapper: RepAdapterLinear, seed: int = 0) -> None:
 @pytest.mark.parametrize(("targets", "wrapped"), [("block", {"attn.qkv", "mlp.fc1"}), ("attn", {"attn.qkv"})])
 def test_adapters_sit_in_front_of_qkv_and_fc1_only(targets, wrapped):
     model = tiny_vit()
-    prepare_model(model, build_method("repadapter", {"targets": targets}))
+    attach_method(model, build_method("repadapter", {"targets": targets}))
     for block in model.blocks:
         found = {n for n, m in block.named_modules() if isinstance(m, RepAdapterLinear)}
         assert found == wrapped
@@ -77,7 +77,7 @@ def test_merged_linear_is_the_reference_reparameterisation():
 
 def test_swin_adapters_use_each_stage_width():
     model = tiny_swin()
-    prepare_model(model, build_method("repadapter", {"hidden_dim": 4}))
+    attach_method(model, build_method("repadapter", {"hidden_dim": 4}))
     widths = [b.attn.qkv.up_bias.numel() for stage in model.layers for b in stage.blocks]
     assert widths == [24, 48]
 
@@ -93,7 +93,7 @@ def test_bad_options_raise_config_errors(options):
 
 def test_groups_must_divide_the_layer_width():
     with pytest.raises(ConfigError, match="must divide the layer width 48"):
-        prepare_model(tiny_vit(), build_method("repadapter", {"hidden_dim": 10, "groups": 5}))
+        attach_method(tiny_vit(), build_method("repadapter", {"hidden_dim": 10, "groups": 5}))
 
 
 def test_per_task_scales_are_keyed_by_the_harness_vtab_task_names():

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods import build_method
+from peftbench.methods.attach import attach_method
 from peftbench.methods.partial.reparam.ssf import SSFWrapper, ssf_sites
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.registry import build_method
 from tests.tiny_models import VIT_KWARGS, tiny_swin, tiny_vit
 
 
@@ -67,14 +67,14 @@ def test_merge_refuses_a_linear_without_bias_instead_of_growing_the_backbone():
         "vit_tiny_patch16_224", pretrained=False, num_classes=5, qkv_bias=False, **VIT_KWARGS
     )
     method = build_method("ssf")
-    prepare_model(model, method)
+    attach_method(model, method)
     with pytest.raises(MethodNotSupportedError, match="needs both a weight and a bias"):
         method.merge(model)
 
 
 def test_ssf_trains_only_its_scales_and_shifts():
     model = tiny_vit()
-    counts = prepare_model(model, build_method("ssf"))
+    counts = attach_method(model, build_method("ssf"))
     d, mlp = 48, 192
     assert counts.trainable_params_without_head == 2 * (3 * (3 * d + d + mlp + d + 2 * d) + d + d)
     assert not model.blocks[0].attn.qkv.base_layer.weight.requires_grad

@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftbench.cli import config_dir
 from peftbench.errors import ConfigError
-from peftbench.methods import available_methods
+from peftbench.methods.registry import available_methods
+from peftbench.paths import config_dir
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
 from peftbench.sweeps.plan import expand
 
@@ -24,7 +24,7 @@ def _values(jobs: list[list[str]], key: str) -> list[str]:
 
 @functools.cache
 def _dataset_name(option: str) -> str:
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="train", overrides=[f"dataset={option}"]).dataset.name
 
 
@@ -52,7 +52,7 @@ def test_vitb16_table_is_every_method_on_every_dataset():
     assert len(jobs) == len(method_files) * (19 + 5)
     assert sorted(set(_values(jobs, "method"))) == method_files
     assert sorted(set(_dataset_names(jobs))) == sorted(VTAB_TASKS + FGVC_TASKS)
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=vitb16_table"])
     assert cfg.backbone.name == "vit_b16_in21k" and cfg.protocol == "final"
 
@@ -61,7 +61,7 @@ def test_tune_grid_is_lr_by_weight_decay_under_the_tune_protocol():
     jobs = expand(["sweep=tune_grid", "seed=0,1"])
     assert len(jobs) == 5 * 4 * 2
     assert len({tuple(j) for j in jobs}) == len(jobs)
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=tune_grid"])
     assert cfg.protocol == "tune"
     # presets combine; command-line values replace a preset's list for that key
@@ -70,7 +70,7 @@ def test_tune_grid_is_lr_by_weight_decay_under_the_tune_protocol():
 
 
 def test_optuna_preset_composes_but_cannot_be_listed_in_advance():
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=tune_optuna"], return_hydra_config=True)
     assert "optuna" in cfg.hydra.sweeper._target_.lower() and cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"trainer.lr", "trainer.weight_decay"} and cfg.protocol == "tune"
@@ -80,17 +80,17 @@ def test_optuna_preset_composes_but_cannot_be_listed_in_advance():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_into_typed_configs(preset):
-    from peftbench.run import parse_config
+    from peftbench.assemble import parse_spec
 
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"sweep={preset}"])
-    parse_config(cfg)
+    parse_spec(cfg)
 
 
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
 def test_launcher_configs_compose(launcher):
     overrides = [f"hydra/launcher={launcher}"] + (["hydra.launcher.partition=gpu"] if launcher == "slurm" else [])
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.peftbench_launchers.")
     if launcher == "slurm":

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from peftbench.cli import group_options
+from peftbench.paths import group_options
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftbench.cli import config_dir
 from peftbench.errors import ConfigError, MethodNotSupportedError, UnknownNameError
-from peftbench.methods import build_method
-from peftbench.methods.addition.adapter.layers import ParallelAdapter
+from peftbench.methods.attach import attach_method
 from peftbench.methods.base import PeftModule
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.layers.bottleneck import ParallelAdapter
+from peftbench.methods.registry import build_method
+from peftbench.paths import config_dir
 from tests.tiny_models import tiny_swin, tiny_vit
 
 METHOD_DIR = Path(config_dir()) / "method"
@@ -45,10 +45,10 @@ def test_preset_count_is_the_sum_of_its_components_and_it_trains(stem):
     options = _preset_options(stem)
     method = build_method("compose", options)
     model = tiny_vit()
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     alone = 0
     for comp in options["components"]:
-        alone += prepare_model(
+        alone += attach_method(
             tiny_vit(), build_method(comp["method"], comp["options"])
         ).trainable_params_without_head
     assert counts.trainable_params_without_head == alone > 0
@@ -68,9 +68,9 @@ def test_preset_count_is_the_sum_of_its_components_and_it_trains(stem):
 
 
 def test_preset_is_selected_by_file_name_and_counted_by_params_app():
-    from peftbench.cli.params import param_report
+    from peftbench.apps.params import param_report
 
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="params", overrides=["method=mam_adapter", "backbone=vit_test"])
     report = param_report(cfg)
     assert report["method"] == "mam_adapter" and report["registered_method"] == "compose"
@@ -80,24 +80,25 @@ def test_preset_is_selected_by_file_name_and_counted_by_params_app():
 
 
 def test_a_preset_runs_under_its_label_in_its_own_folder_and_the_default_under_compose(tmp_path):
-    from peftbench.results.io import config_hash, run_dir
-    from peftbench.run import parse_config
+    from peftbench.assemble import parse_spec
+    from peftbench.records import config_hash, run_dir
 
     folders = {}
     for stem in ("mam_adapter", "compose"):
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name="train", overrides=[f"method={stem}", f"paths.results_dir={tmp_path}"])
-        rc, plain = parse_config(cfg)
-        assert (rc.method_name, rc.method_label) == ("compose", stem)
-        assert "label" not in rc.method_options
-        build_method(rc.method_name, rc.method_options)  # the label is not passed on as an option
-        folders[stem] = run_dir(tmp_path, plain, config_hash(plain))
+        spec = parse_spec(cfg)
+        assert (spec.method.name, spec.method.label) == ("compose", stem)
+        assert "label" not in spec.method.options
+        build_method(spec.method.name, spec.method.options)  # the label is not passed on as an option
+        folders[stem] = run_dir(tmp_path, spec.config, config_hash(spec.config))
+        assert folders[stem] == spec.run_dir
     assert folders["mam_adapter"].parent.name == "mam_adapter" and folders["compose"].parent.name == "compose"
 
 
 @pytest.mark.parametrize("label", ["", "a/b", "../up", ".hidden", 3])
 def test_a_label_that_cannot_name_a_folder_is_a_config_error(label):
-    from peftbench.methods.base import split_method_block
+    from peftbench.methods.registry import split_method_block
 
     with pytest.raises(ConfigError, match="method.label"):
         split_method_block({"name": "lora", "label": label})
@@ -143,13 +144,13 @@ def test_components_needing_the_same_original_layer_conflict_clearly(first, seco
     with pytest.raises(
         MethodNotSupportedError, match=rf"component #1 \({second}\) cannot be applied after {first}"
     ):
-        prepare_model(tiny_vit(), method)
+        attach_method(tiny_vit(), method)
 
 
 def test_two_wrappers_on_the_same_mlp_stack_and_both_train():
     method = build_method("compose", _compose(("adaptformer", {"dim": 4}), ("adapter", {"dim": 4})))
     model = tiny_vit()
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     mlp = model.blocks[0].mlp  # adapter's sequential wrapper around adaptformer's parallel one
     assert isinstance(mlp.base_layer, ParallelAdapter)
     model(_x()).sum().backward()
@@ -161,7 +162,7 @@ def test_mergeable_components_merge_into_a_plain_backbone():
     method = build_method("compose", _compose(("lora", {"rank": 2}), ("ssf", {})))
     assert method.mergeable
     model = tiny_vit()
-    prepare_model(model, method)
+    attach_method(model, method)
     model.eval()  # after prepare: the new modules (LoRA's dropout) are created in training mode
     with torch.no_grad():
         for p in model.parameters():
@@ -178,7 +179,7 @@ def test_merge_refuses_and_names_the_non_mergeable_components():
     method = build_method("compose")
     assert not method.mergeable
     model = tiny_vit()
-    prepare_model(model, method)
+    attach_method(model, method)
     with pytest.raises(MethodNotSupportedError, match="adaptformer, vpt_deep are not reparameterisations"):
         method.merge(model)
 
@@ -186,7 +187,7 @@ def test_merge_refuses_and_names_the_non_mergeable_components():
 def test_task_reaches_components_with_per_task_settings():
     method = build_method("compose", {**_compose(("vpt_deep", {"length": "auto"})), "task": "dtd"})
     model = tiny_vit()
-    prepare_model(model, method)
+    attach_method(model, method)
     assert model.norm_pre.prompt.shape[0] == 10  # VPT-deep's dtd length
 
 
@@ -195,5 +196,5 @@ def test_backbones_are_the_intersection_of_the_components():
     method = build_method("compose", _compose(("lora", {"rank": 2}), ("adaptformer", {"dim": 4})))
     assert method.backbones == ("vit", "swin")
     model = tiny_swin()
-    prepare_model(model, method)
+    attach_method(model, method)
     assert model(_x()).shape == (2, 5)

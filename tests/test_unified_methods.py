@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.addition.adapter.layers import ParallelAdapter
 from peftbench.methods.addition.prefix.prefix import PrefixAttention
-from peftbench.methods.prepare import prepare_model
+from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.bottleneck import ParallelAdapter
+from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_vit
 
 D, DEPTH = 48, 3  # tiny_vit
@@ -23,7 +23,7 @@ def test_vpetl_is_patt_on_keys_values_plus_a_parallel_ffn_adapter_reading_norm2(
     method = build_method("vpetl_unified", {"patt_dim": 4, "adapter_dim": 4})
     assert [c.name for c in method.components] == ["prefix", "parallel_adapter"]
     model = tiny_vit().eval()
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     block = model.blocks[0]
     assert isinstance(block.attn, PrefixAttention) and block.attn.form == "patt" and block.attn.scale == 0.8
     assert isinstance(block.mlp, ParallelAdapter) and block.mlp.scale == 0.1
@@ -47,7 +47,7 @@ def test_u_tuning_on_all_three_operations_is_identity_at_init_with_adapters():
     method = build_method("u_tuning", options)
     base = tiny_vit().eval()
     model = tiny_vit()
-    counts = prepare_model(model, method)
+    counts = attach_method(model, method)
     model.eval()
     block = model.blocks[1]
     assert isinstance(block, ParallelAdapter)  # beside the whole block, applied last

@@ -1,5 +1,5 @@
 """Hydra discovers launchers only in the ``hydra_plugins`` namespace: these names make peftbench's
-launchers selectable (``hydra/launcher=local`` / ``slurm``); the code is in :mod:`peftbench.sweeps.launchers`."""
+launchers selectable (``hydra/launcher=local`` / ``slurm``); the code is in :mod:`peftbench.sweeps.launchers` (it imports submitit only when a sweep uses one)."""
 
 from __future__ import annotations
 

@@ -28,12 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftbench.engine.loop import resolve_device
+from peftbench.assemble import MethodSpec, build_model, make_method, runtime_for
 from peftbench.engine.measure import PeakMemory, device_name, sync
 from peftbench.errors import ConfigError
-from peftbench.methods import build_method
-from peftbench.methods.base import with_dataset_context
-from peftbench.methods.prepare import prepare_model
 
 
 @dataclasses.dataclass
@@ -159,13 +156,11 @@ class FullReference:
 
     def get(self, backbone_cfg: Any, x: torch.Tensor, y: torch.Tensor, cfg: BenchConfig, device: torch.device,
             dtype: torch.dtype | None) -> tuple[nn.Module, dict[str, float]]:
-        from peftbench.models import build_backbone
-
         key = (backbone_cfg, tuple(x.shape), cfg, str(dtype))
         if self.key != key or self.model is None:
             torch.manual_seed(0)
-            full = build_backbone(backbone_cfg, cfg.num_classes)
-            prepare_model(full, build_method("full"))
+            full = build_model(backbone_cfg, make_method(MethodSpec("full", "full"), cfg.task, cfg.suite),
+                               cfg.num_classes, weights=False).model
             full.to(device)
             ms = interleaved_ms({"forward": _forward_fn(full, x, device, dtype),
                                  "step": _step_fn(full, x, y, device, dtype)}, device, cfg)
@@ -177,27 +172,23 @@ class FullReference:
         return self.model, self.figures
 
 
-def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any], cfg: BenchConfig,
-              reference: FullReference | None = None, label: str | None = None) -> dict[str, Any]:
+def run_bench(backbone_cfg: Any, method_spec: MethodSpec, cfg: BenchConfig,
+              reference: FullReference | None = None) -> dict[str, Any]:
     """Benchmark one backbone x method on random inputs; return the figures as a flat dict.
 
     Args:
         backbone_cfg: the backbone (built at random init: weights do not change the cost).
-        method_name: a registered method.
-        method_options: its options (defaults for what is left out).
+        method_spec: the method block (its ``label`` names the row).
         cfg: the bench settings.
         reference: full fine-tuning's figures to reuse across calls (a sweep passes one; None measures anew).
-        label: the row's method name (a preset's ``method.label``); None = ``method_name``.
 
     Returns:
         Step/forward ratios against full fine-tuning, peak training memory, inference throughput of the
         prepared, the merged (mergeable methods) and the plain model at each batch size, and for
         ``lora`` the side-by-side step time of PEFT's LoRA; see ``results/benchmarks/README.md``.
     """
-    from peftbench.models import build_backbone
-
-    device = resolve_device(cfg.device)
-    dtype = torch.bfloat16 if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda") else None
+    runtime = runtime_for(cfg.num_threads, cfg.device, cfg.precision, None)
+    device, dtype = runtime.device, runtime.dtype
     backbone_cfg = dataclasses.replace(backbone_cfg, weights="none")
     size = backbone_cfg.img_size
     g = torch.Generator().manual_seed(0)
@@ -207,15 +198,15 @@ def run_bench(backbone_cfg: Any, method_name: str, method_options: dict[str, Any
     base, full_figures = reference.get(backbone_cfg, x, y, cfg, device, dtype)
 
     torch.manual_seed(0)
-    method = build_method(method_name, with_dataset_context(method_name, method_options, cfg.task, cfg.suite))
-    model = build_backbone(backbone_cfg, cfg.num_classes)
-    counts = prepare_model(model, method)
+    method = make_method(method_spec, cfg.task, cfg.suite)
+    built = build_model(backbone_cfg, method, cfg.num_classes, weights=False)
+    model, counts = built.model, built.counts
     model.to(device)
     step = _step_fn(model, x, y, device, dtype)
     ms = interleaved_ms({"forward": _forward_fn(model, x, device, dtype), "step": step}, device, cfg)
     out: dict[str, Any] = {
         "backbone": backbone_cfg.name,
-        "method": label or method.name,
+        "method": method_spec.label,
         "family": method.family,
         "status": "ok",
         "device": device_name(device),
@@ -259,7 +250,6 @@ def compare_hf_lora(backbone_cfg: Any, lora_cfg: Any, x: torch.Tensor, y: torch.
     """peftbench's ``lora`` against Hugging Face PEFT's LoRA (``hf_lora``) of the same rank, scaling, dropout
     and targets on the same backbone, their train steps timed in alternating rounds in this process."""
     from peftbench.errors import PeftbenchError
-    from peftbench.models import build_backbone
 
     options = {"targets": lora_cfg.targets, "rank": lora_cfg.rank, "alpha": lora_cfg.scaling * lora_cfg.rank,
                "dropout": lora_cfg.dropout}
@@ -267,9 +257,8 @@ def compare_hf_lora(backbone_cfg: Any, lora_cfg: Any, x: torch.Tensor, y: torch.
     try:
         for name, opts in (("lora", dataclasses.asdict(lora_cfg)), ("hf_lora", options)):
             torch.manual_seed(0)
-            model = build_backbone(backbone_cfg, cfg.num_classes)
-            prepare_model(model, build_method(name, opts))
-            models[name] = model.to(device)
+            method = make_method(MethodSpec(name, name, opts), cfg.task, cfg.suite)
+            models[name] = build_model(backbone_cfg, method, cfg.num_classes, weights=False).model.to(device)
     except PeftbenchError as exc:  # PEFT not installed, or targets PEFT's bridge has no preset for
         return {"hf_lora_status": f"skipped: {exc}"}
     ms = interleaved_ms({n: _step_fn(m, x, y, device, dtype) for n, m in models.items()}, device, cfg)
@@ -357,9 +346,9 @@ def run_sweep(backbone_cfg: Any, cfg: BenchConfig, out_dir: Path, command: str,
     import pandas as pd
 
     from peftbench.engine.measure import device_slug, library_versions
-    from peftbench.methods import available_methods
+    from peftbench.methods.registry import available_methods
 
-    device = resolve_device(cfg.device)
+    device = runtime_for(cfg.num_threads, cfg.device, cfg.precision, None).device
     names = available_methods() if methods is None else list(methods)
     unknown = sorted(set(names) - set(available_methods()))
     if unknown:
@@ -368,7 +357,7 @@ def run_sweep(backbone_cfg: Any, cfg: BenchConfig, out_dir: Path, command: str,
     reference = FullReference()
     for name in names:
         try:
-            rows.append(run_bench(backbone_cfg, name, {}, cfg, reference))
+            rows.append(run_bench(backbone_cfg, MethodSpec(name, name), cfg, reference))
         except Exception as exc:  # noqa: BLE001  one method (not defined for the backbone, out of memory) must not end the sweep
             rows.append({"backbone": backbone_cfg.name, "method": name, "status": f"{type(exc).__name__}: {exc}"})
             if device.type == "cuda":
@@ -431,3 +420,34 @@ def _markdown(frame: Any, backbone_cfg: Any, cfg: BenchConfig, device: torch.dev
     ]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in cols) + " |" for row in frame.to_dict("records")]
     return "\n".join(lines) + "\n"
+
+
+def bench(cfg: Any, command: str) -> dict[str, Any]:
+    """``peftbench-bench``: one backbone x method (optionally appended to ``csv``), or every method.
+
+    Args:
+        cfg: a composed ``configs/bench.yaml``.
+        command: the command line, recorded in an all-methods sweep's markdown file.
+
+    Returns:
+        The figures of one method, or the sweep's summary (``all_methods=true``).
+    """
+    from peftbench.config import build_config, to_plain
+    from peftbench.models import make_backbone_config
+
+    plain = to_plain(cfg)
+    settings = build_config(BenchConfig, plain["bench"], "bench")
+    backbone = make_backbone_config(plain["backbone"])
+    if settings.num_threads > 0:
+        torch.set_num_threads(settings.num_threads)
+    if plain.get("all_methods"):
+        return run_sweep(backbone, settings, Path(plain.get("out_dir") or "results/benchmarks"), command,
+                         plain.get("methods") or None)
+    result = run_bench(backbone, MethodSpec.from_block(plain["method"]), settings)
+    if plain.get("csv"):
+        import pandas as pd
+
+        path = Path(plain["csv"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([result]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    return result

@@ -8,11 +8,12 @@ inits and the margin) beside the leaderboard. Finished runs are skipped on a re-
 so an interrupted benchmark resumes. Smoke scale: the numbers compare inits and methods on small proxies,
 they are not VTAB-1k results.
 
-Usage::
+Usage (``peftbench-embedded``, or ``python scripts/embedded_benchmark.py``, which runs it from the checkout;
+relative paths are taken from the current folder)::
 
-    python scripts/embedded_benchmark.py                       # the default methods, both inits
-    python scripts/embedded_benchmark.py --methods linear,lora --inits pretrained
-    python scripts/embedded_benchmark.py --all-methods --inits pretrained --jobs 2   # every method config, 2 cores
+    peftbench-embedded                       # the default methods, both inits
+    peftbench-embedded --methods linear,lora --inits pretrained
+    peftbench-embedded --all-methods --inits pretrained --jobs 2   # every method config, 2 cores
 
 Prompt lengths: VPT's prompts join the token sequence, and the lengths of the method YAMLs were chosen for
 ViT-B/16's 196 patch tokens (VPT-shallow p = 100, VPT-deep p = 50, about 0.5 and 0.25 prompts per patch). On
@@ -45,8 +46,9 @@ from pathlib import Path
 import pandas as pd
 
 from peftbench.data.embedded import TASKS
+from peftbench.errors import ConfigError
+from peftbench.paths import config_dir
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_METHODS = ("linear", "bitfit", "lora", "adaptformer", "vpt_shallow")
 INITS = {
     "pretrained": ["backbone=vit_micro"],
@@ -83,7 +85,7 @@ def _tool(name: str) -> str:
     local = Path(sys.executable).parent / name
     found = str(local) if local.exists() else shutil.which(name)
     if found is None:
-        raise SystemExit(f"{name} not found: install peftbench (pip install -e .) first")
+        raise ConfigError(f"{name} not found: install peftbench (pip install -e .) first")
     return found
 
 
@@ -96,7 +98,7 @@ def all_method_configs() -> list[str]:
     import yaml
 
     names = []
-    for path in sorted((REPO / "configs" / "method").glob("*.yaml")):
+    for path in sorted((config_dir() / "method").glob("*.yaml")):
         if (yaml.safe_load(path.read_text()) or {}).get("arch") == "published":
             print(f"[benchmark] {path.stem}: left out (its default is a published VTAB-1k architecture); search it "
                   f"on an embedded task with: peftbench-search method={path.stem} search=quick dataset=embedded/<task>")
@@ -114,37 +116,29 @@ def step_costs(methods: list[str], overrides: list[str],
     import statistics
 
     import torch
-    from hydra import compose, initialize_config_dir
 
-    from peftbench.cli import config_dir
-    from peftbench.config import to_plain
-    from peftbench.methods import build_method
-    from peftbench.methods.base import split_method_block
-    from peftbench.methods.prepare import prepare_model
-    from peftbench.models import build_backbone, make_backbone_config
+    from peftbench.assemble import build_model, make_method, parse_spec
+    from peftbench.config import compose
 
     torch.set_num_threads(1)
     costs = {}
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        for name in methods:
-            extra = (per_method or {}).get(name, [])
-            plain = to_plain(compose(config_name="train", overrides=[f"method={name}", *overrides, *extra]))
-            backbone = make_backbone_config({**plain["backbone"], "weights": "none"})
-            size = backbone.img_size
-            method_name, _, options = split_method_block(plain["method"])
-            model = build_backbone(backbone, 16)
-            prepare_model(model, build_method(method_name, options))
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=1e-3)
-            x, y = torch.randn(32, 3, size, size), torch.randint(0, 16, (32,))
-            times = []
-            for _ in range(4):
-                t0 = time.perf_counter()
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(x), y).backward()
-                opt.step()
-                times.append(time.perf_counter() - t0)
-            costs[name] = statistics.median(times[1:])
+    for name in methods:
+        extra = (per_method or {}).get(name, [])
+        spec = parse_spec(compose([f"method={name}", *overrides, *extra]))
+        size = spec.backbone.img_size
+        method = make_method(spec.method, spec.dataset.name, spec.dataset.suite)
+        model = build_model(spec.backbone, method, 16, weights=False).model
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        x, y = torch.randn(32, 3, size, size), torch.randint(0, 16, (32,))
+        times = []
+        for _ in range(4):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        costs[name] = statistics.median(times[1:])
     return costs
 
 
@@ -155,9 +149,8 @@ def pregenerate(tasks: list[str], data_root: Path) -> None:
     from peftbench.data.embedded import ensure_embedded
 
     for task in tasks:
-        folder = yaml.safe_load((REPO / "configs" / "dataset" / "embedded" / f"{task}.yaml").read_text())["folder"]
-        root = data_root if data_root.is_absolute() else REPO / data_root
-        ensure_embedded(task, root / "vtab-1k" / folder)
+        folder = yaml.safe_load((config_dir() / "dataset" / "embedded" / f"{task}.yaml").read_text())["folder"]
+        ensure_embedded(task, data_root / "vtab-1k" / folder)
 
 
 def sweep_seconds(costs: dict[str, float], overrides: list[str], per_method: dict[str, list[str]],
@@ -166,13 +159,10 @@ def sweep_seconds(costs: dict[str, float], overrides: list[str], per_method: dic
     plus a multirun start when it has its own overrides (:func:`group_commands` launches it apart)."""
     import math
 
-    from hydra import compose, initialize_config_dir
+    from peftbench.config import compose
 
-    from peftbench.cli import config_dir
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        trainer = compose(config_name="train", overrides=["trainer=embedded", *overrides]).trainer
-    steps = int(trainer.epochs) * math.ceil(TRAIN_IMAGES / int(trainer.batch_size)) * n_tasks
+    trainer = compose(["trainer=embedded", *overrides])["trainer"]
+    steps = int(trainer["epochs"]) * math.ceil(TRAIN_IMAGES / int(trainer["batch_size"])) * n_tasks
     return {m: c * steps + RUN_OVERHEAD_S * n_tasks + (MULTIRUN_START_S if per_method.get(m) else 0.0)
             for m, c in costs.items()}
 
@@ -209,7 +199,7 @@ def run_in_turn(commands: list[list[str]]) -> int:
     """Run ``peftbench-train`` with each argument list in order; stop at the first failure (its exit code)."""
     for cmd in commands:
         print("[benchmark] peftbench-train " + " ".join(cmd), flush=True)
-        code = subprocess.run([_tool("peftbench-train"), *cmd], cwd=REPO).returncode
+        code = subprocess.run([_tool("peftbench-train"), *cmd]).returncode
         if code:
             return code
     return 0
@@ -246,7 +236,8 @@ def compare(table: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """Run the benchmark; returns the exit code (bad arguments raise :class:`~peftbench.errors.ConfigError`)."""
+    parser = argparse.ArgumentParser(prog="peftbench-embedded", description=__doc__.split("\n")[0])
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated method names")
     parser.add_argument("--all-methods", action="store_true",
                         help="every file in configs/method/ that runs on these tasks as it is")
@@ -267,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     inits = args.inits.split(",")
     bad_inits = sorted(set(inits) - set(INITS))
     if unknown or bad_inits:
-        raise SystemExit(
+        raise ConfigError(
             f"unknown task(s) {unknown} / init(s) {bad_inits}; tasks: {', '.join(TASKS)}; inits: {', '.join(INITS)}"
         )
     if args.jobs < 1:
-        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     per_method = {m: o for m, o in PROMPT_OVERRIDES.items() if m in methods} if args.prompt_lengths == "scaled" else {}
     for m, o in per_method.items():
         print(f"[benchmark] {m}: {' '.join(o)} (prompt length at ViT-B/16's prompts per patch; "
@@ -305,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             return code
     total = time.time() - script_start
     code = subprocess.run([_tool("peftbench-leaderboard"), "--results-dir", str(args.results_dir), "--no-plots"],
-                          cwd=REPO).returncode
-    table_path = REPO / args.results_dir / "leaderboard" / "embedded.csv"
+                          ).returncode
+    table_path = args.results_dir / "leaderboard" / "embedded.csv"
     if code != 0 or not table_path.is_file():
         return code or 1
     table = pd.read_csv(table_path)
@@ -331,5 +322,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,11 +28,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from peftbench.config import build_config
+from peftbench.atomic import write_json_atomic, write_text_atomic
+from peftbench.config import build_config, compose
 from peftbench.errors import ConfigError, PeftbenchError
 from peftbench.methods.unified.search.evolution import EvolutionConfig
-from peftbench.results.io import RESULT_FILE, config_hash, read_result, run_dir, write_json_atomic
-from peftbench.sweeps.tune import _compose  # the same composition of configs/train.yaml as peftbench-tune
+from peftbench.paths import config_dir
+from peftbench.records import (
+    RESULT_FILE,
+    RunRecord,
+    SearchBlock,
+    config_hash,
+    read_record,
+    run_dir,
+    write_record,
+)
 
 INITS = ("scratch", "supernet")
 STAGE_KEYS = ("supernet", "evolution", "final")
@@ -81,9 +90,7 @@ class SearchConfig:
 
 def presets() -> list[str]:
     """The preset names (files in ``configs/search/``)."""
-    from peftbench.cli import config_dir
-
-    return sorted(p.stem for p in (Path(config_dir()) / "search").glob("*.yaml"))
+    return sorted(p.stem for p in (config_dir() / "search").glob("*.yaml"))
 
 
 def load_preset(name: str, overrides: Sequence[str] = ()) -> SearchConfig:
@@ -95,11 +102,9 @@ def load_preset(name: str, overrides: Sequence[str] = ()) -> SearchConfig:
     """
     from omegaconf import OmegaConf
 
-    from peftbench.cli import config_dir
-
     if name not in presets():
         raise ConfigError(f"unknown search preset {name!r}; valid choices: {', '.join(presets())} (configs/search/)")
-    raw = OmegaConf.load(Path(config_dir()) / "search" / f"{name}.yaml")
+    raw = OmegaConf.load(config_dir() / "search" / f"{name}.yaml")
     for o in overrides:
         key, sep, _ = o.partition("=")
         if not sep or key.split(".")[0] not in STAGE_KEYS or "." not in key:
@@ -126,8 +131,8 @@ def _arch_override(arch: dict[str, list[Any]]) -> str:
 
 
 def _train_stage(args: Sequence[str], stage: str) -> dict[str, Any]:
-    """Run one ``peftbench-train`` job; return its result JSON and the cost of this invocation."""
-    cfg = _compose(args)
+    """Run one ``peftbench-train`` job; return its record and the cost of this invocation."""
+    cfg = compose(args)
     path = run_dir(Path(cfg["paths"]["results_dir"]), cfg, config_hash(cfg)) / RESULT_FILE
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -138,13 +143,16 @@ def _train_stage(args: Sequence[str], stage: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise PeftbenchError(f"the {stage} stage stopped with exit code {proc.returncode} (its error is printed "
                              "above); fix it and relaunch the same command: finished stages are skipped")
-    result = read_result(path)
-    if result.get("status") != "success":
-        raise PeftbenchError(f"the {stage} run ended with status {result.get('status')!r}: {result.get('message')} "
-                             f"({path})")
+    record = read_record(path)
+    if record.status != "success":
+        raise PeftbenchError(f"the {stage} run ended with status {record.status!r}: {record.message} ({path})")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"result": result, "path": path, "invocation_wall_seconds": time.perf_counter() - t0,
+    return {"record": record, "path": path, "invocation_wall_seconds": time.perf_counter() - t0,
             "invocation_cpu_seconds": cpu}
+
+
+def _wall(record: RunRecord) -> float:
+    return record.metrics.wall_seconds or 0.0
 
 
 def _cost(wall: float, cpu: float | None, device: str) -> dict[str, Any]:
@@ -164,7 +172,7 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     Returns:
         The final run's result JSON, with its ``search`` block.
     """
-    from peftbench.methods import available_methods, get_method_class
+    from peftbench.methods.registry import available_methods, get_method_class
     from peftbench.methods.unified.search.space import SearchedMethod
 
     for o in overrides:
@@ -174,7 +182,7 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
         value = o.partition("=")[2]
         if o in ("-m", "--multirun") or ("," in value and not value.startswith(("[", "{"))):
             raise ConfigError(f"{o}: peftbench-search runs one setting; launch one command per setting")
-    base = _compose(overrides)
+    base = compose(overrides)
     name = base["method"]["name"]
     if not issubclass(get_method_class(name), SearchedMethod):
         searched = sorted(n for n in available_methods() if issubclass(get_method_class(n), SearchedMethod))
@@ -183,20 +191,21 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
 
     supernet_args = [*overrides, "protocol=tune", "method.arch=supernet", *cfg.supernet.overrides()]
     sup = _train_stage(supernet_args, "supernet")
-    sup_res, sup_dir = sup["result"], sup["path"].parent
+    sup_res: RunRecord = sup["record"]
+    sup_dir = sup["path"].parent
     results_dir = Path(base["paths"]["results_dir"])
     settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     out = results_dir / "search" / sup_dir.relative_to(results_dir / "runs")
-    out = out.with_name(f"{out.name}-search{config_hash({'search': settings, 'supernet': sup_res['config_hash']})[:8]}")
+    out = out.with_name(f"{out.name}-search{config_hash({'search': settings, 'supernet': sup_res.identity.config_hash})[:8]}")
     out.mkdir(parents=True, exist_ok=True)
     stages_path = out / "stages.json"
     stages = json.loads(stages_path.read_text()) if stages_path.is_file() else {}
-    stages["supernet"] = _cost(sup_res["metrics"]["wall_seconds"],
+    stages["supernet"] = _cost(_wall(sup_res),
                                stages.get("supernet", {}).get("cpu_seconds") or sup["invocation_cpu_seconds"],
-                               sup_res["device"]) | {"run_dir": str(sup_dir)}
+                               sup_res.provenance.device) | {"run_dir": str(sup_dir)}
     write_json_atomic(stages_path, stages)
 
-    found = run_search(_compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages)
+    found = run_search(compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages)
     write_json_atomic(stages_path, stages)
     best = found["best"]
     arch_path = out / "arch.yaml"
@@ -206,31 +215,34 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     if cfg.final.init == "supernet":
         final_args.append(f"method.inherit={sup_dir / 'task.safetensors'}")
     fin = _train_stage(final_args, "final")
-    result, path = fin["result"], fin["path"]
-    stages["final"] = _cost(result["metrics"]["wall_seconds"],
+    record: RunRecord = fin["record"]
+    path = fin["path"]
+    stages["final"] = _cost(_wall(record),
                             stages.get("final", {}).get("cpu_seconds") or fin["invocation_cpu_seconds"],
-                            result["device"]) | {"run_dir": str(path.parent)}
+                            record.provenance.device) | {"run_dir": str(path.parent)}
     write_json_atomic(stages_path, stages)
     total_wall = sum(s["wall_seconds"] for s in stages.values())
-    result["search"] = {
-        "method": name,
-        "preset": preset or name,
-        "settings": settings,
-        "arch": best["arch"],
-        "arch_file": str(arch_path),
-        "params": best["params"],
-        "budget_params": best["budget_params"],
-        "param_limit": found["limit"],
-        "val_accuracy": best["accuracy"],
-        "supernet_val_accuracy_largest": sup_res["metrics"]["accuracy"],
-        "evaluations": found["evaluations"],
-        "history": found["history"],
-        "search_dir": str(out),
-        "cost": {**stages, "total": {"wall_seconds": total_wall}},
-    }
-    write_json_atomic(path, result)
+    record.search = SearchBlock(
+        method=name,
+        preset=preset or name,
+        settings=settings,
+        arch=best["arch"],
+        arch_file=str(arch_path),
+        params=best["params"],
+        budget_params=best["budget_params"],
+        param_limit=found["limit"],
+        val_accuracy=best["accuracy"],
+        supernet_val_accuracy_largest=sup_res.accuracy,
+        evaluations=found["evaluations"],
+        history=found["history"],
+        search_dir=str(out),
+        cost={**stages, "total": {"wall_seconds": total_wall}},
+    )
+    write_record(record, path)
+    result = record.to_dict()
     write_json_atomic(out / "search.json", result["search"])
-    print(f"[peftbench-search] final: top-1 {result['metrics']['accuracy']} on {result['metrics']['accuracy_split']} "
+    train = record.metrics.train
+    print(f"[peftbench-search] final: top-1 {record.accuracy} on {train.accuracy_split if train else None} "
           f"with {best['params']} parameters (val {best['accuracy']:.2f}); architecture: {arch_path}; "
           f"result: {path}", flush=True)
     return result
@@ -239,44 +251,30 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
 def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: Path,
                stages: dict[str, Any]) -> dict[str, Any]:
     """Stage 2 in this process: load the supernet, evolve on val200; returns the finished state."""
-    import torch
-
-    from peftbench.data import build_splits
+    from peftbench.assemble import assemble, parse_spec
     from peftbench.data.cache import decode_split, is_cacheable
-    from peftbench.engine.loop import autocast_dtype, evaluate, resolve_device
+    from peftbench.engine.loop import evaluate
     from peftbench.engine.measure import device_name
-    from peftbench.methods import build_method
-    from peftbench.methods.base import with_dataset_context
-    from peftbench.methods.prepare import load_task_checkpoint, prepare_model
+    from peftbench.methods.task_checkpoint import load_task_checkpoint
     from peftbench.methods.unified.search.evolution import Evolution
-    from peftbench.models import backbone_data_config, build_backbone
-    from peftbench.run import parse_config, seed_everything
 
-    rc, _ = parse_config(plain)
-    if rc.trainer.num_threads > 0:
-        torch.set_num_threads(rc.trainer.num_threads)
+    spec = parse_spec(plain)
     t0, c0 = time.perf_counter(), time.process_time()
-    device = resolve_device(rc.trainer.device)
-    seed_everything(rc.seed)
-    method = build_method(rc.method_name, with_dataset_context(rc.method_name, rc.method_options, rc.dataset.name,
-                                                               rc.dataset.suite))
-    model = build_backbone(rc.backbone, rc.dataset.num_classes)
-    data_cfg = backbone_data_config(model)
-    prepare_model(model, method)
+    asm = assemble(spec, protocol="tune")
+    model, method, splits = asm.model, asm.method, asm.data()
+    device, dtype = asm.runtime.device, asm.runtime.dtype
     load_task_checkpoint(model, weights)
     model.to(device).eval()
-    splits = build_splits(rc.dataset, rc.data, "tune", tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
     val = splits.eval
-    if rc.trainer.input_cache and is_cacheable(val):
-        cached, _ = decode_split(val, device, rc.data.num_workers)
+    if spec.trainer.input_cache and is_cacheable(val):
+        cached, _ = decode_split(val, device, spec.data.num_workers)
         val = cached if cached is not None else val
-    dtype = autocast_dtype(rc.trainer, device)
     n = method.positions(model)
     largest_budget = method.budget_params(model, method.largest(n))
 
     def score(arch: dict[str, list[Any]]) -> float:
         method.activate(model, arch)
-        return evaluate(model, val, rc.trainer.eval_batch_size, device, dtype, 0)
+        return evaluate(model, val, spec.trainer.eval_batch_size, device, dtype, 0)
 
     evolution = Evolution(
         evo,
@@ -288,7 +286,7 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
         evaluate=score,
         limit=evo.limit(largest_budget),
         state_path=out / "search_state.json",
-        seed=rc.seed,
+        seed=spec.seed,
         log=lambda line: print(line, flush=True),
     )
     already = evolution.state["finished"]
@@ -312,6 +310,4 @@ def _write_arch(path: Path, name: str, best: dict[str, Any], sup_dir: Path, base
         f"method.arch={path} dataset={ds['suite']}/{ds['name']} protocol=final\n"
     )
     body = yaml.safe_dump({"arch": best["arch"]}, default_flow_style=None, sort_keys=False)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(header + body)
-    tmp.replace(path)
+    write_text_atomic(path, header + body)

@@ -13,41 +13,27 @@ only does what is missing.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from peftbench.config import compose
 from peftbench.errors import ConfigError, PeftbenchError
-from peftbench.results.io import RESULT_FILE, config_hash, read_result, run_dir, write_json_atomic
+from peftbench.records import (
+    RESULT_FILE,
+    RecordError,
+    TuningBlock,
+    config_hash,
+    read_record,
+    run_dir,
+    tune_key,
+    write_record,
+)
 
 SEARCHES = ("grid", "optuna")
 TUNED = ("trainer.lr", "trainer.weight_decay")  # what the search chooses
-
-
-def _compose(overrides: Sequence[str]) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-
-    from peftbench.cli import config_dir
-    from peftbench.config import to_plain
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
-    plain = to_plain(cfg)
-    plain.pop("hydra", None)
-    return plain
-
-
-def _without_tuned(cfg: dict[str, Any]) -> str:
-    """The config hash with the searched keys and the protocol blanked: equal for every tune point."""
-    plain = json.loads(json.dumps(cfg, default=str))
-    for key in TUNED:
-        block, _, leaf = key.partition(".")
-        plain.get(block, {}).pop(leaf, None)
-    plain.pop("protocol", None)
-    return config_hash(plain)
 
 
 def tune_candidates(tune_cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,22 +44,23 @@ def tune_candidates(tune_cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """
     results_dir = Path(tune_cfg.get("paths", {}).get("results_dir", "results"))
     method_dir = run_dir(results_dir, tune_cfg, config_hash(tune_cfg)).parent
-    key = _without_tuned(tune_cfg)
+    key = tune_key(tune_cfg, TUNED)
     found = []
     for path in sorted(method_dir.glob(f"tune-seed{tune_cfg['seed']}-*/{RESULT_FILE}")):
         try:
-            res = read_result(path)
-        except (OSError, ValueError):
+            record = read_record(path)
+        except (OSError, RecordError):
             continue
-        cfg = res.get("config", {})
-        if res.get("protocol") != "tune" or _without_tuned(cfg) != key:
+        cfg = record.provenance.config
+        if record.identity.protocol != "tune" or tune_key(cfg, TUNED) != key:
             continue
+        train = record.metrics.train
         found.append({
             "run_dir": str(path.parent),
-            "config_hash": res.get("config_hash"),
-            "status": res.get("status"),
-            "accuracy": (res.get("metrics") or {}).get("accuracy"),
-            "accuracy_split": (res.get("metrics") or {}).get("accuracy_split"),
+            "config_hash": record.identity.config_hash,
+            "status": record.status,
+            "accuracy": train.accuracy if train else None,
+            "accuracy_split": train.accuracy_split if train else None,
             "trainer.lr": cfg["trainer"]["lr"],
             "trainer.weight_decay": cfg["trainer"]["weight_decay"],
         })
@@ -138,26 +125,27 @@ def tune(overrides: Sequence[str], search: str = "grid") -> list[dict[str, Any]]
 
     finals = []
     for combo in combos:
-        candidates = tune_candidates(_compose([*combo, "protocol=tune"]))
+        candidates = tune_candidates(compose([*combo, "protocol=tune"]))
         best = select(candidates)
         chosen = [f"{key}={best[key]}" for key in TUNED]
         print(f"[peftbench-tune] {' '.join(combo)}: selected {' '.join(chosen)} "
               f"(val top-1 {best['accuracy']} of {len(candidates)} tune runs)", flush=True)
         final_overrides = [*combo, "protocol=final", *chosen]
         _train([*launch_args, *final_overrides])
-        final_cfg = _compose(final_overrides)
+        final_cfg = compose(final_overrides)
         path = run_dir(Path(final_cfg["paths"]["results_dir"]), final_cfg, config_hash(final_cfg)) / RESULT_FILE
-        result = read_result(path)
-        result["tuning"] = {
-            "search": search,
-            "criterion": f"max top-1 on {best['accuracy_split']} over every finished tune run of this setting",
-            "selected": {key: best[key] for key in TUNED},
-            "selected_run": best["run_dir"],
-            "selected_val_accuracy": best["accuracy"],
-            "candidates": candidates,
-        }
-        write_json_atomic(path, result)
-        finals.append(result)
-        print(f"[peftbench-tune] final: top-1 {result.get('metrics', {}).get('accuracy')} on "
-              f"{result.get('metrics', {}).get('accuracy_split')}; result: {path}", flush=True)
+        record = read_record(path)
+        record.tuning = TuningBlock(
+            search=search,
+            criterion=f"max top-1 on {best['accuracy_split']} over every finished tune run of this setting",
+            selected={key: best[key] for key in TUNED},
+            selected_run=best["run_dir"],
+            selected_val_accuracy=best["accuracy"],
+            candidates=candidates,
+        )
+        write_record(record, path)
+        finals.append(record.to_dict())
+        train = record.metrics.train
+        print(f"[peftbench-tune] final: top-1 {train.accuracy if train else None} on "
+              f"{train.accuracy_split if train else None}; result: {path}", flush=True)
     return finals

@@ -1,32 +1,20 @@
-"""Console entry points: thin wrappers, one library call each."""
+"""Console entry points: thin wrappers, one library call each, behind one failure wrapper
+(:func:`peftbench.errors.exit_on_user_error`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import peftbench
+from peftbench.errors import UnknownNameError, exit_on_user_error
+from peftbench.paths import config_dir, group_options
+
+GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "sweep")
 
 
-def config_dir() -> str:
-    """The repository's ``configs/`` folder (the package is installed in editable mode from the checkout)."""
-    path = Path(peftbench.__file__).resolve().parents[1] / "configs"
-    if not path.is_dir():
-        raise SystemExit(
-            f"peftbench: error: config folder {path} not found; install peftbench from its checkout "
-            "with `pip install -e .` so configs/ sits beside the package"
-        )
-    return str(path)
-
-
-GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "experiment", "sweep")
-
-
-def group_options(group: str) -> list[str]:
-    """Options of a config group, e.g. ``vtab/cifar`` for ``dataset``."""
-    root = Path(config_dir()) / group
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+def hydra_config_path() -> str:
+    """``configs/`` for ``@hydra.main`` (a missing folder ends the command with exit 2 and the fix)."""
+    return str(exit_on_user_error(config_dir))
 
 
 def check_group_overrides(argv: list[str]) -> None:
@@ -36,8 +24,6 @@ def check_group_overrides(argv: list[str]) -> None:
     every group is checked here first, with one message format. Sweep lists (``a,b``) are checked
     item by item; sweeper functions (``choice(...)``) are left to Hydra.
     """
-    import sys
-
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS or "(" in value or "[" in value or value in ("", "null"):
@@ -47,12 +33,11 @@ def check_group_overrides(argv: list[str]) -> None:
             if option not in valid:
                 prefix = option.rsplit("/", 1)[0] + "/" if "/" in option else ""
                 near = [v for v in valid if prefix and v.startswith(prefix)] or valid
-                print(
-                    f"peftbench: error: unknown {key} {option!r}; valid choices: {', '.join(near)}"
-                    f"\n(files in configs/{key}/; choose one with {key}=<name>)",
-                    file=sys.stderr,
-                )
-                raise SystemExit(2)
+                exit_on_user_error(_unknown_option, key, option, near)
+
+
+def _unknown_option(group: str, option: str, valid: list[str]) -> None:
+    raise UnknownNameError(group, option, valid, f"(files in configs/{group}/; choose one with {group}=<name>)")
 
 
 def split_option(argv: list[str], key: str) -> tuple[str | None, list[str], list[str]]:
@@ -72,17 +57,6 @@ def split_option(argv: list[str], key: str) -> tuple[str | None, list[str], list
         else:
             rest.append(arg)
     return value, dotted, rest
-
-
-def reporting_user_errors(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn``; a :class:`~peftbench.errors.PeftbenchError` becomes one message on stderr and exit 2."""
-    from peftbench.errors import PeftbenchError
-    from peftbench.run import user_error_exit
-
-    try:
-        return fn(*args)
-    except PeftbenchError as exc:
-        raise user_error_exit(exc) from None
 
 
 def console(hydra_main: Callable[[], Any]) -> None:

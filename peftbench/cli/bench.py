@@ -9,12 +9,12 @@ Examples:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from peftbench.cli import config_dir, console, reporting_user_errors
+from peftbench.cli import console, hydra_config_path
+from peftbench.errors import exit_on_user_error
 
 
 def _command() -> str:
@@ -28,36 +28,11 @@ def _command() -> str:
     return " ".join(["peftbench-bench", *overrides])
 
 
-def _bench(cfg: DictConfig) -> dict:
-    from peftbench.bench import BenchConfig, run_bench, run_sweep
-    from peftbench.config import build_config, to_plain
-    from peftbench.methods.base import split_method_block
-    from peftbench.models import make_backbone_config
-
-    plain = to_plain(cfg)
-    bench = build_config(BenchConfig, plain["bench"], "bench")
-    backbone = make_backbone_config(plain["backbone"])
-    if bench.num_threads > 0:
-        import torch
-
-        torch.set_num_threads(bench.num_threads)
-    if plain.get("all_methods"):
-        return run_sweep(backbone, bench, Path(plain.get("out_dir") or "results/benchmarks"), _command(),
-                         plain.get("methods") or None)
-    name, label, method = split_method_block(plain["method"])
-    result = run_bench(backbone, name, method, bench, label=label)
-    if plain.get("csv"):
-        import pandas as pd
-
-        path = Path(plain["csv"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame([result]).to_csv(path, mode="a", header=not path.exists(), index=False)
-    return result
-
-
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="bench")
 def _main(cfg: DictConfig) -> None:
-    print(json.dumps(reporting_user_errors(_bench, cfg)))
+    from peftbench.apps.bench import bench
+
+    print(json.dumps(exit_on_user_error(bench, cfg, _command())))
 
 
 def main() -> None:

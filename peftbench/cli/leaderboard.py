@@ -12,12 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from peftbench.errors import PeftbenchError
+from peftbench.errors import DataError, PeftbenchError, user_error_exit
+
+PROG = "peftbench-leaderboard"
 
 
 def _error(message: str) -> int:
-    print(f"peftbench-leaderboard: error: {message}", file=sys.stderr)
-    return 2
+    return int(user_error_exit(DataError(message), PROG).code or 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (2 for user errors, 1 for failed checks)."""
-    from peftbench.errors import PeftbenchError
+    from peftbench.errors import PeftbenchError, user_error_exit
 
     args = _parser().parse_args(argv)
     try:
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         reports = verify(args.root, args.suite, args.tasks, args.partial, not args.skip_images)
     except PeftbenchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(user_error_exit(exc, PROG).code or 2)
     for r in reports:
         counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
         print(f"{r.suite}/{r.task}: {'OK' if r.ok else 'FAILED'} ({counts or 'no splits read'})")

@@ -25,8 +25,9 @@ USAGE = __doc__
 
 def main() -> None:
     """Console-script entry point."""
-    from peftbench.cli import check_group_overrides, reporting_user_errors, split_option
-    from peftbench.sweeps.search import search
+    from peftbench.apps.search import search
+    from peftbench.cli import check_group_overrides, split_option
+    from peftbench.errors import exit_on_user_error
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -34,7 +35,7 @@ def main() -> None:
         return
     preset, stage_overrides, rest = split_option(argv, "search")
     check_group_overrides(rest)
-    reporting_user_errors(search, rest, preset, stage_overrides)
+    exit_on_user_error(search, rest, preset, stage_overrides)
 
 
 if __name__ == "__main__":

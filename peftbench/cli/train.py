@@ -11,24 +11,25 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from peftbench.cli import config_dir, console, reporting_user_errors
+from peftbench.cli import console, hydra_config_path
+from peftbench.errors import exit_on_user_error
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")
 def _main(cfg: DictConfig) -> float:
-    from peftbench.run import run
+    from peftbench.apps.train import run
 
-    result = reporting_user_errors(run, cfg)
-    metrics = result.get("metrics", {})
+    record = exit_on_user_error(run, cfg)
+    ident, train = record.identity, record.metrics.train
     print(
-        f"[peftbench] {result['status']}: {result['method']} on {result['suite']}/{result['task']} "
-        f"({result['backbone']}, {result['protocol']}, seed {result['seed']}) "
-        f"top-1 {metrics.get('accuracy')} on {metrics.get('accuracy_split')}; "
-        f"result: {result['run_dir']}/result.json"
+        f"[peftbench] {record.status}: {ident.method} on {ident.suite}/{ident.task} "
+        f"({ident.backbone}, {ident.protocol}, seed {ident.seed}) "
+        f"top-1 {train.accuracy if train else None} on {train.accuracy_split if train else None}; "
+        f"result: {record.provenance.run_dir}/result.json"
     )
     # The job's objective for Hydra sweepers that optimise (Optuna): top-1 on the evaluation split
     # (val200 under protocol=tune); a diverged run counts as 0.
-    return float(metrics.get("accuracy") or 0.0)
+    return float(record.accuracy or 0.0)
 
 
 def main() -> None:

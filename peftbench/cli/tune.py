@@ -15,8 +15,9 @@ USAGE = __doc__
 
 def main() -> None:
     """Console-script entry point: ``[search=grid|optuna]`` plus ``peftbench-train`` overrides."""
-    from peftbench.cli import check_group_overrides, reporting_user_errors, split_option
-    from peftbench.sweeps.tune import tune
+    from peftbench.apps.tune import tune
+    from peftbench.cli import check_group_overrides, split_option
+    from peftbench.errors import ConfigError, exit_on_user_error
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -24,10 +25,13 @@ def main() -> None:
         return
     search, dotted, argv = split_option(argv, "search")
     if dotted:
-        print(f"peftbench: error: peftbench-tune takes search=grid|optuna, not search.{dotted[0]}", file=sys.stderr)
-        raise SystemExit(2)
+        exit_on_user_error(_refuse, ConfigError(f"peftbench-tune takes search=grid|optuna, not search.{dotted[0]}"))
     check_group_overrides(argv)
-    reporting_user_errors(tune, argv, search or "grid")
+    exit_on_user_error(tune, argv, search or "grid")
+
+
+def _refuse(exc: Exception) -> None:
+    raise exc
 
 
 if __name__ == "__main__":

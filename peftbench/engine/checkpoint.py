@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from peftbench.atomic import atomic_path, write_text_atomic
 from peftbench.errors import ConfigError
 
 RESUME_FILE = "resume.pt"
@@ -61,17 +60,6 @@ class ResumeConfig:
 
 class RunInterrupted(KeyboardInterrupt):
     """Raised by ``resume.stop_after_epochs``: handled like Ctrl-C (recorded as failed, resumable)."""
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EpochCheckpoint:
@@ -178,8 +166,9 @@ class EpochCheckpoint:
             },
             "loop": loop,
         }
-        _atomic(self.path, lambda tmp: torch.save(ckpt, tmp))
-        _atomic(self.meta_path, lambda tmp: Path(tmp).write_text(json.dumps({"epoch": epoch}) + "\n"))
+        with atomic_path(self.path) as tmp:
+            torch.save(ckpt, tmp)
+        write_text_atomic(self.meta_path, json.dumps({"epoch": epoch}) + "\n")
         if self.cfg.stop_after_epochs == epoch:
             raise RunInterrupted(f"resume.stop_after_epochs={epoch}: stopped after saving {self.path}")
 

@@ -1,4 +1,5 @@
-"""The train / evaluate loop: one function, typed arguments, no hidden state."""
+"""The train / evaluate loop: one function with typed arguments; what it reads besides them is said where it
+happens (the process-wide decoded-pixel cache of :mod:`peftbench.data.cache`, the epoch checkpoint)."""
 
 from __future__ import annotations
 
@@ -94,9 +95,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(cfg: TrainerConfig, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA (``auto`` or ``bf16``), none on CPU unless ``bf16`` is asked for."""
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
 
@@ -196,7 +197,7 @@ def train_and_evaluate(
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
-    dtype = autocast_dtype(cfg, device)
+    dtype = autocast_dtype(cfg.precision, device)
     t_setup = time.perf_counter()
     inputs = build_train_inputs(
         model, train_data, cfg.batch_size, cfg.eval_batch_size, generator, device, dtype, num_workers,

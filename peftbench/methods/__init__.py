@@ -1,23 +1,10 @@
-"""PEFT methods by family; see :mod:`peftbench.methods.base` for the contract and the registry."""
+"""PEFT methods by family (the survey's taxonomy, as metadata on each method).
 
-from __future__ import annotations
+* :mod:`.base`: the contract (:class:`~.base.PeftMethod`, :class:`~.base.PeftModule`) and the taxonomy;
+* :mod:`.layers`: building blocks every family imports;
+* :mod:`.registry`: the explicit list of methods and the one builder;
+* :mod:`.attach`: put a method on a backbone, freeze the rest, count;
+* :mod:`.task_checkpoint`: save and reload what a run trained.
 
-from peftbench.methods.base import (
-    MethodConfig,
-    PeftMethod,
-    PeftModule,
-    available_methods,
-    build_method,
-    get_method_class,
-    register_method,
-)
-
-__all__ = [
-    "MethodConfig",
-    "PeftMethod",
-    "PeftModule",
-    "available_methods",
-    "build_method",
-    "get_method_class",
-    "register_method",
-]
+Importing this package loads none of them (no torch), so pure-Python helpers below it stay light.
+"""

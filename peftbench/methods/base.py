@@ -15,16 +15,23 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
 
-from peftbench.config import build_config
-from peftbench.errors import ConfigError, MethodNotSupportedError, UnknownNameError
+from peftbench.errors import MethodNotSupportedError
 
-FAMILIES = ("baseline", "addition", "partial", "unified")
+# The survey's taxonomy (Xin et al., 2024), plus the baselines: family -> its subfamilies. A method states
+# both as metadata; the registry checks them against this table and a test checks the folder agrees.
+TAXONOMY: dict[str, tuple[str, ...]] = {
+    "baseline": ("full", "linear"),
+    "addition": ("adapter", "prompt", "prefix", "side"),
+    "partial": ("specification", "reparameter", "hf_peft"),
+    "unified": ("composed", "searched"),
+}
+FAMILIES = tuple(TAXONOMY)
 
 
 class PeftModule(nn.Module):
@@ -40,8 +47,13 @@ class MethodConfig:
     """Base class for method configs; subclasses add typed fields with the paper's defaults."""
 
 
-class PeftMethod(ABC):
-    """One PEFT method. Subclasses set the class attributes and override :meth:`apply`.
+C = TypeVar("C", bound=MethodConfig)
+
+
+class PeftMethod(ABC, Generic[C]):
+    """One PEFT method, generic in its config type: ``class LoRA(PeftMethod[LoRAConfig])``.
+
+    Subclasses set the class attributes and override :meth:`apply`.
 
     Attributes:
         name: registry name, equal to the YAML file name in ``configs/method/``.
@@ -59,8 +71,8 @@ class PeftMethod(ABC):
     mergeable: ClassVar[bool] = False
     backbones: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: MethodConfig | None = None) -> None:
-        self.config = config if config is not None else self.config_cls()
+    def __init__(self, config: C | None = None) -> None:
+        self.config: C = config if config is not None else cast(C, self.config_cls())
 
     # -- entry points ---------------------------------------------------------------------------
     def apply(self, model: nn.Module) -> nn.Module:
@@ -138,99 +150,6 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The task classifier's parameters (timm's ``get_classifier()``)."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     return list(head.parameters()) if isinstance(head, nn.Module) else []
-
-
-# -- registry -------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[PeftMethod]] = {}
-
-
-def register_method(cls: type[PeftMethod]) -> type[PeftMethod]:
-    """Class decorator: add a method to the registry under ``cls.name``."""
-    if cls.family not in FAMILIES:
-        raise ValueError(f"{cls.__name__}.family must be one of {FAMILIES}, got {cls.family!r}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"method name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available_methods() -> list[str]:
-    """Sorted names of all registered methods."""
-    _import_all()
-    return sorted(_REGISTRY)
-
-
-def get_method_class(name: str) -> type[PeftMethod]:
-    """Look a method up by name; unknown names raise with the valid ones."""
-    _import_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError("method", name, _REGISTRY, "Pick one with method=<name>.") from None
-
-
-LABEL_KEY = "label"
-_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-def split_method_block(block: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """``(registered name, label, options)`` of a ``method:`` config block.
-
-    ``name`` picks the registered method; the optional ``label`` is what results, run folders and leaderboards
-    call it (default: the name). A preset YAML that configures a method differently (``mam_adapter.yaml`` is
-    ``compose`` with prefix + parallel adapter) sets ``label`` so its rows never share a name with the
-    method's default. The label is not a method option.
-    """
-    options = dict(block)
-    if "name" not in options:
-        raise ConfigError("the method block has no 'name'; pick a method with method=<name>")
-    name = options.pop("name")
-    label = options.pop(LABEL_KEY, None)
-    if label is None:
-        label = name
-    if not isinstance(label, str) or not label or not set(label) <= _LABEL_CHARS or label.startswith("."):
-        raise ConfigError(
-            f"method.label={label!r} is not a usable label: it names result folders, so use letters, digits, "
-            "'_', '-' or '.' (not first), e.g. ++method.label=lora_r4"
-        )
-    return name, label, options
-
-
-def with_dataset_context(name: str, options: Mapping[str, Any], task: str | None, suite: str | None) -> dict[str, Any]:
-    """``options`` with ``task`` / ``suite`` filled where method ``name``'s config has them and they are unset.
-
-    Methods with per-task settings (VPT's ``length: auto``, NOAH's published subnets) learn the dataset from the
-    harness this way; every entry point (train, params, bench, search, compose components) calls this.
-    """
-    fields = {f.name for f in dataclasses.fields(get_method_class(name).config_cls)}
-    out = dict(options)
-    for key, value in (("task", task), ("suite", suite)):
-        if key in fields and out.get(key) is None and value is not None:
-            out[key] = value
-    return out
-
-
-def build_method(name: str, options: Mapping[str, Any] | None = None) -> PeftMethod:
-    """Instantiate a registered method from its name and its config options."""
-    cls = get_method_class(name)
-    return cls(build_config(cls.config_cls, options or {}, f"method {name!r}"))
-
-
-def import_submodules(package: str, path: list[str]) -> None:
-    """Import every module below a package (used by the family packages to register methods)."""
-    import importlib
-    import pkgutil
-
-    for info in pkgutil.walk_packages(path, prefix=package + "."):
-        importlib.import_module(info.name)
-
-
-def _import_all() -> None:
-    # Importing the families registers their methods (each module uses @register_method).
-    import peftbench.methods.addition  # noqa: F401
-    import peftbench.methods.baselines  # noqa: F401
-    import peftbench.methods.partial  # noqa: F401
-    import peftbench.methods.unified  # noqa: F401
 
 
 def count(params: Iterator[nn.Parameter] | list[nn.Parameter]) -> int:

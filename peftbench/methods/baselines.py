@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from peftbench.methods.base import PeftMethod, register_method
+from peftbench.methods.base import MethodConfig, PeftMethod
 
 
-@register_method
-class FullFinetune(PeftMethod):
+class FullFinetune(PeftMethod[MethodConfig]):
     """Train all parameters of the backbone."""
 
     name = "full"
@@ -26,8 +25,7 @@ class FullFinetune(PeftMethod):
         yield from model.parameters()
 
 
-@register_method
-class LinearProbe(PeftMethod):
+class LinearProbe(PeftMethod[MethodConfig]):
     """Train only the classification head (the harness adds it); the backbone stays frozen."""
 
     name = "linear"

@@ -26,7 +26,7 @@ from torch import nn
 
 from peftbench.config import build_config
 from peftbench.errors import CheckpointError, ConfigError
-from peftbench.results.io import weights_path
+from peftbench.paths import weights_path
 
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 HUB_HOST = "huggingface.co"

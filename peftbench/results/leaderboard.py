@@ -27,26 +27,29 @@ others are named in ``problems.csv``: results are never silently averaged across
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from peftbench.results.io import RESULT_FILE, read_result
+from peftbench.records import (
+    RESULT_FILE,
+    RUN_DIR_RE,
+    RUNNING_STATUS,
+    RecordError,
+    RunRecord,
+    method_setting,
+    read_record,
+    setting_hash,
+)
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
 from peftbench.results.tradeoffs import pareto_table
 
 ROW_KEYS = ["backbone", "method", "method_setting"]
-RUNNING_STATUS = "running"  # what a run writes into result.json before training starts
 IN_PROGRESS = "in_progress"  # how problems.csv lists runs not finished yet
-REQUIRED_KEYS = ("suite", "task", "backbone", "method", "protocol")
-REQUIRED_SUCCESS_METRICS = ("accuracy", "trainable_params", "trainable_params_without_head")
-RUN_DIR_RE = re.compile(r"^(tune|final)-seed.+-[0-9a-f]{8}$")
 # the epoch checkpoint's metadata file (peftbench.engine.checkpoint.RESUME_META; not imported: no torch here)
 RESUME_META = "resume.json"
 # measured cost columns carried into the suite tables: (table column, run column, aggregation)
@@ -57,52 +60,22 @@ COST_COLUMNS = (
 )
 
 
-def _short_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def _flatten(res: dict[str, Any], path: Path) -> dict[str, Any]:
-    cfg = res.get("config", {})
-    method_cfg = dict(cfg.get("method", {}))
-    method_cfg.pop("name", None)
-    method_cfg.pop("label", None)  # already the row's method column
-    seedless = json.loads(json.dumps(cfg, default=str))
-    seedless.pop("seed", None)
-    for key in ("paths", "logger", "on_existing", "resume"):
-        seedless.pop(key, None)
-    seedless.get("data", {}).pop("root", None)
-    if res.get("backbone_weights_sha256"):  # the same weights path with other contents is another setting
-        seedless["backbone_weights_sha256"] = res["backbone_weights_sha256"]
-    seedless.get("trainer", {}).pop("device", None)
+def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
+    """One runs.csv row: the record's top-level keys and scalar metrics, and the keys that group its runs."""
+    res = record.to_dict()
+    cfg = record.provenance.config
+    method_block = cfg.get("method", {})
     row = {k: v for k, v in res.items() if k not in ("config", "metrics", "versions", "normalization")}
-    row["method_setting"] = _short_hash(method_cfg)
-    row["setting_hash"] = _short_hash(seedless)
-    row["method_options"] = json.dumps(method_cfg, sort_keys=True)
-    for key, value in (res.get("metrics") or {}).items():
+    row["method_setting"] = method_setting(method_block)
+    # the same weights path with other contents is another setting: the recorded digest, not today's file
+    row["setting_hash"] = setting_hash(cfg, weights_digest=record.identity.backbone_weights_sha256)
+    row["method_options"] = json.dumps({k: v for k, v in method_block.items() if k not in ("name", "label")},
+                                       sort_keys=True)
+    for key, value in record.metrics.to_dict().items():
         if not isinstance(value, (list, dict)):
             row[key] = value
     row["result_path"] = str(path)
     return row
-
-
-def _invalid_reason(res: Any) -> str | None:
-    """Why a parsed JSON is not a usable peftbench result (``None`` when it is)."""
-    if not isinstance(res, dict) or "status" not in res:
-        return "not a peftbench result (no 'status')"
-    if res["status"] == RUNNING_STATUS:
-        return None
-    missing = [k for k in REQUIRED_KEYS if res.get(k) in (None, "")]
-    if missing:
-        return f"partial result: no {', '.join(missing)}"
-    if res["status"] == "success":
-        metrics = res.get("metrics")
-        if not isinstance(metrics, dict):
-            return "partial result: status 'success' but no 'metrics'"
-        bad = [k for k in REQUIRED_SUCCESS_METRICS
-               if isinstance(metrics.get(k), bool) or not isinstance(metrics.get(k), (int, float))]
-        if bad:
-            return f"partial result: status 'success' but metric(s) {', '.join(bad)} missing or not numbers"
-    return None
 
 
 def _unfinished_run_dirs(runs_root: Path) -> list[Path]:
@@ -134,18 +107,17 @@ def _unfinished_problem(r: pd.Series) -> dict[str, str]:
     return {"result_path": r["result_path"], "status": r["status"], "message": message}
 
 
-def _embedded_groups(tasks: tuple[str, ...]) -> dict[str, tuple[str, ...]] | None:
-    """VTAB groups of the embedded tasks present (registered tasks only; ``None`` if any is unknown)."""
-    from peftbench.data.embedded import TASKS
-
-    if any(t not in TASKS for t in tasks):
-        return None
+def _embedded_groups(runs: pd.DataFrame) -> dict[str, tuple[str, ...]] | None:
+    """VTAB groups of the embedded tasks in ``runs``, from the ``group`` each run recorded (``None`` when a
+    task's runs name no group, or more than one)."""
     groups: dict[str, tuple[str, ...]] = {}
-    for group in ("natural", "specialized", "structured"):
-        members = tuple(t for t in tasks if TASKS[t].group == group)
-        if members:
-            groups[group] = members
-    return groups
+    for task, part in sorted(runs.groupby("task")):
+        named = set(part["group"].dropna()) if "group" in part else set()
+        if len(named) != 1 or next(iter(named)) not in VTAB_GROUPS:
+            return None
+        group = next(iter(named))
+        groups[group] = (*groups.get(group, ()), task)
+    return {g: groups[g] for g in VTAB_GROUPS if g in groups}
 
 
 def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, str]]]:
@@ -159,15 +131,14 @@ def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, 
     runs_root = Path(results_dir, "runs")
     for path in sorted(runs_root.rglob(RESULT_FILE)):
         try:
-            res = read_result(path)
-        except (OSError, ValueError) as exc:
+            record = read_record(path)
+        except OSError as exc:
             problems.append({"result_path": str(path), "status": "unreadable", "message": f"{type(exc).__name__}: {exc}"})
             continue
-        reason = _invalid_reason(res)
-        if reason is not None:
-            problems.append({"result_path": str(path), "status": "unreadable", "message": reason})
+        except RecordError as exc:
+            problems.append({"result_path": str(path), "status": "unreadable", "message": str(exc)})
             continue
-        rows.append(_flatten(res, path))
+        rows.append(_flatten(record, path))
     for folder in _unfinished_run_dirs(runs_root):
         problems.append({"result_path": str(folder / RESULT_FILE), "status": IN_PROGRESS,
                          "message": "run folder without result.json: starting, or stopped before its first record"})
@@ -271,7 +242,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         suites = {"vtab1k": ("vtab", VTAB_TASKS, VTAB_GROUPS), "fgvc": ("fgvc", FGVC_TASKS, None)}
         embedded_tasks = tuple(sorted(ok[ok["suite"] == "embedded"]["task"].unique()))
         if embedded_tasks:
-            suites["embedded"] = ("embedded", embedded_tasks, _embedded_groups(embedded_tasks))
+            suites["embedded"] = ("embedded", embedded_tasks, _embedded_groups(ok[ok["suite"] == "embedded"]))
         for name, (suite, tasks, groups) in suites.items():
             part = ok[ok["suite"] == suite]
             if part.empty:
@@ -300,8 +271,3 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         written["summary"] = write_summary(out, tables, reference, figures, problems, valid)
     backbones = {name: sorted(set(t["backbone"])) for name, (_, t) in tables.items()}
     return Leaderboard(written, valid, in_progress, unreadable, backbones)
-
-
-def build_leaderboard(results_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write the leaderboard CSVs (no plots); return their paths by table name."""
-    return build(results_dir, out_dir).written

@@ -35,9 +35,9 @@ def expand(overrides: Sequence[str], config_name: str = "train") -> list[list[st
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    from peftbench.cli import config_dir
+    from peftbench.paths import config_dir
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(config_dir()))
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir())))
     cfg = loader.load_configuration(config_name, list(overrides), run_mode=RunMode.MULTIRUN, from_shell=False)
     sweeper = cfg.hydra.sweeper
     if sweeper.get("_target_") != BASIC_SWEEPER:

@@ -1,4 +1,5 @@
-"""Hydra launchers for sweeps, built on Hydra's submitit plugin (``hydra/launcher=local`` / ``slurm``).
+"""The submitit-based implementations behind :mod:`peftbench.sweeps.launchers` (imported only when a sweep uses
+``hydra/launcher=local`` or ``slurm``, so Hydra commands work without the ``sweeps`` extra).
 
 * :class:`LocalParallelLauncher`: several runs side by side on one machine, each in its own process
   started by submitit's local executor. With GPUs, one run per GPU at a time: each job sees exactly
@@ -21,7 +22,7 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurm
 
-from peftbench.errors import ConfigError
+from peftbench.errors import ConfigError, user_error_exit
 
 
 def visible_gpus() -> list[int]:
@@ -91,25 +92,13 @@ class LocalParallelLauncher(BaseSubmititLauncher):
 
 
 class SlurmLauncher(_SubmititSlurm):
-    """Hydra's submitit SLURM launcher; ``hydra.launcher.partition`` is required."""
-
-    def __init__(self, **params: Any) -> None:
-        if not params.get("partition"):
-            from peftbench.run import user_error_exit
-
-            raise user_error_exit(ConfigError(
-                "hydra/launcher=slurm needs a partition: add hydra.launcher.partition=<name> to the command "
-                "(`sinfo -s` lists the cluster's partitions); other settings: hydra.launcher.timeout_min, "
-                "gpus_per_node, cpus_per_task, mem_gb, account, qos"
-            ))
-        super().__init__(**params)
+    """Hydra's submitit SLURM launcher, refusing to submit where ``sbatch`` is missing (the partition is checked
+    by :class:`peftbench.sweeps.launchers.SlurmLauncher`)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import shutil
 
         if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            from peftbench.run import user_error_exit
-
             raise user_error_exit(ConfigError(
                 "hydra/launcher=slurm submits with sbatch, which is not on this machine's PATH: run the command "
                 "on the cluster's login node, or use hydra/launcher=local to run here"

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.base import PeftModule
-from peftbench.methods.utils import transformer_blocks
+from peftbench.methods.layers.blocks import transformer_blocks
 
 
 class QuickGELU(nn.Module):
@@ -87,32 +87,6 @@ def init_projections(down: nn.Linear, up: nn.Linear, init: str, std: float) -> N
     with torch.no_grad():
         INITS[init](down, up, std)
         _zero_biases(down, up)
-
-
-def check_choice(method: str, option: str, value: Any, choices: dict[str, Any] | tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (a tuple or a dict's keys)."""
-    if value not in choices:
-        raise ConfigError(
-            f"{method} {option} {value!r} is not one of {', '.join(sorted(choices))}; "
-            f"set method.{option}=<one of them>"
-        )
-
-
-def check_positive_int(method: str, option: str, value: Any) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is an integer >= 1 (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{method} {option} must be an integer >= 1, got {value!r}; e.g. method.{option}=8")
-
-
-def is_positive_number(value: Any) -> bool:
-    """True for an int or float > 0 (bools rejected)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
-def check_dropout(method: str, value: Any) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a probability in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{method} dropout must be in [0, 1), got {value!r}; e.g. method.dropout=0.1")
 
 
 class Bottleneck(nn.Module):

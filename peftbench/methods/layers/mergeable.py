@@ -8,7 +8,7 @@ outputs as the adapted one.
 
 Sites are found structurally: a path relative to each transformer block (``attn.qkv``, ``attn.proj``,
 ``mlp.fc1``, ``mlp.fc2``) resolved on the blocks listed by
-:func:`peftbench.methods.utils.transformer_blocks`, never by matching parameter names.
+:func:`peftbench.methods.layers.blocks.transformer_blocks`, never by matching parameter names.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.base import PeftModule
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
 
 # timm's fused qkv Linear writes q, k, v as three consecutive slots of width out_features // 3
 QKV_SLOTS = {"q": 0, "k": 1, "v": 2}

@@ -1,7 +1,7 @@
 """Structural selection of existing backbone parameters, shared by the specification methods.
 
 Every selector works on module types and positions (``nn.LayerNorm``, the ``bias`` of an affine layer,
-the transformer blocks of :func:`peftbench.methods.utils.transformer_blocks`), never on parameter-name
+the transformer blocks of :func:`peftbench.methods.layers.blocks.transformer_blocks`), never on parameter-name
 substrings, and always leaves the classification head out (the harness trains it).
 """
 

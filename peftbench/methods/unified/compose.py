@@ -56,29 +56,19 @@ from typing import Any
 
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError, PeftbenchError, UnknownNameError
-from peftbench.methods.base import (
-    MethodConfig,
-    PeftMethod,
-    available_methods,
-    build_method,
-    get_method_class,
-    register_method,
-    with_dataset_context,
-)
+from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.methods.base import C, MethodConfig, PeftMethod
 
 COMPONENT_FAMILIES = ("addition", "partial")
 COMPONENT_KEYS = ("method", "options")
 FAMILY_ORDER = ("vit", "swin", "other")
 
 
-def component_choices() -> list[str]:
-    """Registered method names that may be a component (the addition and partial families)."""
-    return [n for n in available_methods() if get_method_class(n).family in COMPONENT_FAMILIES]
-
-
 def check_components(components: Any, owner: str = "compose") -> list[tuple[str, dict[str, Any]]]:
-    """Validate a component list and return ``(method name, options)`` pairs (options copied).
+    """Check a component list's structure and return ``(method name, options)`` pairs (options copied).
+
+    Whether each name is a valid component is checked where the components are built
+    (:func:`peftbench.methods.registry.build_method`), which knows the registry.
 
     Args:
         components: a list of mappings ``{method: <registered name>, options: {...}}``.
@@ -107,48 +97,8 @@ def check_components(components: Any, owner: str = "compose") -> list[tuple[str,
         name, options = comp["method"], comp.get("options") or {}
         if not isinstance(options, Mapping):
             raise ConfigError(f"{owner} component #{i} ({name}) options must be a mapping, got {options!r}")
-        choices = component_choices()
-        if name not in choices:
-            if name in available_methods():
-                cls = get_method_class(name)
-                why = (
-                    "composed methods do not nest: list their components instead"
-                    if issubclass(cls, ComposedMethod)
-                    else f"it is a {cls.family} method, not an addition or partial one"
-                )
-                raise ConfigError(
-                    f"{owner} component #{i} cannot be {name!r}: {why}. Valid components: {', '.join(choices)}"
-                )
-            raise UnknownNameError(
-                f"{owner} component method", name, choices, f"Fix method.components[{i}].method"
-            )
         specs.append((name, copy.deepcopy(dict(options))))
     return specs
-
-
-def build_components(
-    specs: list[tuple[str, dict[str, Any]]], task: str | None, owner: str
-) -> list[PeftMethod]:
-    """Build each component as ``method=<name>`` would, passing ``task`` to those that take one.
-
-    Args:
-        specs: ``(name, options)`` pairs from :func:`check_components`.
-        task: the dataset name for per-task settings, or None.
-        owner: the composed method's name, for messages.
-
-    Returns:
-        The component methods, in order.
-    """
-    methods = []
-    for i, (name, options) in enumerate(specs):
-        options = with_dataset_context(name, options, task, None)
-        try:
-            methods.append(build_method(name, options))
-        except PeftbenchError as exc:
-            raise ConfigError(
-                f"{owner} component #{i} ({name}): {exc}. Set it under method.components[{i}].options"
-            ) from None
-    return methods
 
 
 def _default_components() -> list[dict[str, Any]]:
@@ -182,8 +132,8 @@ class ComposeConfig(MethodConfig):
         return check_components(self.components)
 
 
-class ComposedMethod(PeftMethod):
-    """Base of the composed methods: builds the components from ``config.component_specs()``.
+class ComposedMethod(PeftMethod[C]):
+    """Base of the composed methods; the registry builds the components from ``config.component_specs()``.
 
     ``mergeable`` and ``backbones`` are set per instance from the components: mergeable when all are, defined
     for the backbone families every component supports.
@@ -192,10 +142,9 @@ class ComposedMethod(PeftMethod):
     family = "unified"
     subfamily = "composed"
 
-    def __init__(self, config: MethodConfig | None = None) -> None:
+    def __init__(self, config: C, components: list[PeftMethod]) -> None:
         super().__init__(config)
-        specs = self.config.component_specs()  # type: ignore[attr-defined]
-        self.components = build_components(specs, getattr(self.config, "task", None), self.name)
+        self.components = components
         self.mergeable = all(c.mergeable for c in self.components)  # type: ignore[misc]
         supported = [set(c.backbones) for c in self.components if c.backbones]
         common = set.intersection(*supported) if supported else set()
@@ -241,8 +190,7 @@ class ComposedMethod(PeftMethod):
         return model
 
 
-@register_method
-class Compose(ComposedMethod):
+class Compose(ComposedMethod[ComposeConfig]):
     """Any list of registered addition / partial methods, applied in order as one method."""
 
     name = "compose"

@@ -31,14 +31,14 @@ import dataclasses
 from typing import Any
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import (
-    ACTIVATIONS,
+from peftbench.methods.base import MethodConfig
+from peftbench.methods.layers.bottleneck import ACTIVATIONS
+from peftbench.methods.layers.checks import (
     check_choice,
     check_dropout,
     check_positive_int,
     is_positive_number,
 )
-from peftbench.methods.base import MethodConfig, register_method
 from peftbench.methods.unified.compose import ComposedMethod
 
 MHA_TUNERS = ("prefix", "adapter", "none")
@@ -107,8 +107,7 @@ class UTuningConfig(MethodConfig):
         return specs
 
 
-@register_method
-class UTuning(ComposedMethod):
+class UTuning(ComposedMethod[UTuningConfig]):
     """U-Tuning (Jiang et al., 2023): parallel tuners beside frozen MHA / FFN / block, combined."""
 
     name = "u_tuning"

@@ -31,8 +31,8 @@ import dataclasses
 from typing import Any
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import check_dropout, check_positive_int, is_positive_number
-from peftbench.methods.base import MethodConfig, register_method
+from peftbench.methods.base import MethodConfig
+from peftbench.methods.layers.checks import check_dropout, check_positive_int, is_positive_number
 from peftbench.methods.unified.compose import ComposedMethod
 
 
@@ -80,8 +80,7 @@ class VPETLConfig(MethodConfig):
         ]
 
 
-@register_method
-class VPETLUnified(ComposedMethod):
+class VPETLUnified(ComposedMethod[VPETLConfig]):
     """V-PETL (Yu et al., 2022): PATT (m = 128, s = 0.8) + parallel FFN adapter (r = 64, s = 0.1)."""
 
     name = "vpetl_unified"

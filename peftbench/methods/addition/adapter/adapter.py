@@ -30,7 +30,7 @@ Count: 24 x 13,064 + 25 LayerNorms x 1,536 = 313,536 + 38,400 = 351,936. No VTAB
 exact configuration; the pinned count is the analytic one.
 
 Placement (wrap, never patch): ``block.mlp`` / ``block.attn`` become a
-:class:`~peftbench.methods.addition.adapter.layers.SequentialAdapter` keeping the original as
+:class:`~peftbench.methods.layers.bottleneck.SequentialAdapter` keeping the original as
 ``base_layer``. Works on ViT and Swin (on Swin the attention adapter sees window tokens; it is token-wise,
 so the result equals applying it after the window merge). Deliberate deviation: NOAH applies the adapter
 after drop-path; wrapping ``mlp`` applies it before ``ls2`` / ``drop_path2``, which is identical with
@@ -45,22 +45,24 @@ from collections.abc import Iterator
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import (
+from peftbench.methods.base import MethodConfig, PeftMethod, method_owned_parameters
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.bottleneck import (
     ACTIVATIONS,
     INITS,
     Bottleneck,
     SequentialAdapter,
     adapter_blocks,
     block_width,
+    reference_tensor,
+)
+from peftbench.methods.layers.checks import (
     check_choice,
     check_dropout,
     check_positive_int,
     is_positive_number,
-    reference_tensor,
 )
-from peftbench.methods.base import MethodConfig, PeftMethod, method_owned_parameters, register_method
-from peftbench.methods.partial.specification.select import layernorm_parameters
-from peftbench.methods.utils import replace_module
+from peftbench.methods.layers.select import layernorm_parameters
 
 # placement -> the block sub-layers whose output gets an adapter, in forward order
 PLACEMENTS: dict[str, tuple[str, ...]] = {"mlp": ("mlp",), "attn": ("attn",), "attn_mlp": ("attn", "mlp")}
@@ -133,8 +135,7 @@ def apply_sequential_adapters(model: nn.Module, cfg: AdapterConfig, method: str)
     return model
 
 
-@register_method
-class Adapter(PeftMethod):
+class Adapter(PeftMethod[AdapterConfig]):
     """One sequential bottleneck adapter (r = 8) on every block's MLP output, as NOAH's Adapter-8."""
 
     name = "adapter"
@@ -144,18 +145,17 @@ class Adapter(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_sequential_adapters(model, self.config, self.name)  # type: ignore[arg-type]
+        return apply_sequential_adapters(model, self.config, self.name)
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         seen: set[int] = set()
-        norms = layernorm_parameters(model) if self.config.train_norms else []  # type: ignore[attr-defined]
+        norms = layernorm_parameters(model) if self.config.train_norms else []
         for p in [*method_owned_parameters(model), *norms]:
             if id(p) not in seen:
                 seen.add(id(p))
                 yield p
 
 
-@register_method
 class HoulsbyAdapter(Adapter):
     """Houlsby et al.'s two adapters per block (after attention and after MLP), LayerNorms trained."""
 

@@ -22,7 +22,7 @@ parameters, although its table prints 0.16M).
 
 Structure (wrap, never patch): the branch needs the stream before ``norm2``, which timm's blocks only
 pass through ``norm2`` into ``mlp``. So ``block.norm2`` moves into the wrapper: ``block.mlp`` becomes a
-:class:`~peftbench.methods.addition.adapter.layers.ParallelAdapter` whose frozen ``base_layer`` is
+:class:`~peftbench.methods.layers.bottleneck.ParallelAdapter` whose frozen ``base_layer`` is
 ``Sequential(norm=<original norm2>, mlp=<original mlp>)`` and ``block.norm2`` becomes ``nn.Identity``. The
 block then computes ``x + drop_path2(ls2(mlp(norm2(x)) + s * branch(x)))``. Works on ViT and Swin (same
 ``norm2`` -> ``mlp`` pattern). Deliberate deviation: the reference keeps the branch outside drop-path;
@@ -38,19 +38,21 @@ from collections import OrderedDict
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import (
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.bottleneck import (
     Bottleneck,
     ParallelAdapter,
     adapter_blocks,
     block_width,
+    reference_tensor,
+)
+from peftbench.methods.layers.checks import (
     check_choice,
     check_dropout,
     check_positive_int,
     is_positive_number,
-    reference_tensor,
 )
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.utils import replace_module
 
 LAYERNORM_OPTIONS = ("none", "in")  # the reference's adapter_layernorm_option values that this module offers
 
@@ -103,8 +105,7 @@ def apply_adaptformer(model: nn.Module, cfg: AdaptFormerConfig, method: str = "a
     return model
 
 
-@register_method
-class AdaptFormer(PeftMethod):
+class AdaptFormer(PeftMethod[AdaptFormerConfig]):
     """AdaptFormer: ``x + mlp(norm2(x)) + s * up(relu(down(x)))`` in every block, r = 8, s = 0.1."""
 
     name = "adaptformer"
@@ -114,4 +115,4 @@ class AdaptFormer(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_adaptformer(model, self.config, self.name)  # type: ignore[arg-type]
+        return apply_adaptformer(model, self.config, self.name)

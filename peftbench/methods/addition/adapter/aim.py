@@ -39,18 +39,17 @@ import dataclasses
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import (
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.bottleneck import (
     Bottleneck,
     ParallelAdapter,
     SequentialAdapter,
     adapter_blocks,
     block_width,
-    check_choice,
-    is_positive_number,
     reference_tensor,
 )
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.utils import replace_module
+from peftbench.methods.layers.checks import check_choice, is_positive_number
 
 # adapters option -> which of (spatial = after attention, mlp = beside the MLP) are added
 ADAPTERS: dict[str, tuple[str, ...]] = {
@@ -113,8 +112,7 @@ def apply_aim(model: nn.Module, cfg: AIMConfig, method: str = "aim") -> nn.Modul
     return model
 
 
-@register_method
-class AIM(PeftMethod):
+class AIM(PeftMethod[AIMConfig]):
     """AIM's image adapters: spatial (after attention, with skip) and MLP (parallel, x 0.5), D/4 wide."""
 
     name = "aim"
@@ -124,4 +122,4 @@ class AIM(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_aim(model, self.config, self.name)  # type: ignore[arg-type]
+        return apply_aim(model, self.config, self.name)

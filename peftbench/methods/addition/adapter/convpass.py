@@ -22,7 +22,7 @@ batch 64, 100 epochs, cosine with 10 warm-up epochs, drop-path 0.1. Count on ViT
 form; ``convpass_attn``, the attention bypass only, is not registered).
 
 Structure (wrap, never patch): ``block.attn`` and ``block.mlp`` become
-:class:`~peftbench.methods.addition.adapter.layers.ParallelAdapter` s (they already receive LN1(x) /
+:class:`~peftbench.methods.layers.bottleneck.ParallelAdapter` s (they already receive LN1(x) /
 LN2(x)), whose branch is a :class:`ConvBypass`. The grid (H, W) and the number of prefix tokens are read
 from the model (``patch_embed.grid_size``, ``num_prefix_tokens``), so any fixed image size works (4x4
 on the test models, 14x14 on ViT-B/16 at 224). Swin raises: its attention sees shifted windows, and the
@@ -40,20 +40,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.addition.adapter.layers import (
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.bottleneck import (
     ParallelAdapter,
     QuickGELU,
     adapter_blocks,
     block_width,
+    init_projections,
+    reference_tensor,
+)
+from peftbench.methods.layers.checks import (
     check_choice,
     check_dropout,
     check_positive_int,
-    init_projections,
     is_positive_number,
-    reference_tensor,
 )
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.utils import replace_module
 
 AUTO = "auto"
 CONV_INITS = ("identity", "xavier")
@@ -226,8 +228,7 @@ def apply_convpass(model: nn.Module, cfg: ConvpassConfig, method: str = "convpas
     return model
 
 
-@register_method
-class Convpass(PeftMethod):
+class Convpass(PeftMethod[ConvpassConfig]):
     """Convpass: a 3x3-conv bypass (h = 8) beside every block's attention and MLP, scaled by s."""
 
     name = "convpass"
@@ -237,4 +238,4 @@ class Convpass(PeftMethod):
     backbones = ("vit",)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_convpass(model, self.config, self.name)  # type: ignore[arg-type]
+        return apply_convpass(model, self.config, self.name)

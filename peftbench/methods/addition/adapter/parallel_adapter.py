@@ -23,7 +23,7 @@ Count on ViT-B/16 without head: 12 x (768*64 + 64 + 64*768 + 768) = 1,189,632; n
 configuration on its own (analytic count).
 
 Wrap, never patch: the operation becomes the ``base_layer`` of a
-:class:`~peftbench.methods.addition.adapter.layers.ParallelAdapter`. Works on ViT and Swin (timm's pre-norm
+:class:`~peftbench.methods.layers.bottleneck.ParallelAdapter`. Works on ViT and Swin (timm's pre-norm
 ``Block`` / ``SwinTransformerBlock``; the bottleneck is token-wise, so Swin's window layout does not matter).
 A ``block`` site must be applied after every other method that looks for timm's blocks (VPT-deep, adapters):
 it wraps the block itself. Family ``addition`` (it adds a module); it lives here because the unified methods
@@ -37,21 +37,23 @@ import dataclasses
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.layers import (
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.bottleneck import (
     ACTIVATIONS,
     INITS,
     Bottleneck,
     ParallelAdapter,
     adapter_blocks,
     block_width,
+    reference_tensor,
+)
+from peftbench.methods.layers.checks import (
     check_choice,
     check_dropout,
     check_positive_int,
     is_positive_number,
-    reference_tensor,
 )
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.utils import replace_module
 
 SITES = ("attn", "mlp", "block")  # frozen operations a parallel tuner can sit beside, applied in this order
 
@@ -66,7 +68,7 @@ class ParallelAdapterConfig(MethodConfig):
         scale: s, the fixed factor on the branch.
         activation: the bottleneck's non-linearity (``relu``, ``gelu``, ``quick_gelu``).
         dropout: dropout after the activation (training only).
-        init: how down/up are initialised (``kaiming_zero`` = identity at init; see the adapter layers).
+        init: how down/up are initialised (``kaiming_zero`` = identity at init; see methods/layers/bottleneck.py).
     """
 
     sites: list[str] = dataclasses.field(default_factory=lambda: ["mlp"])
@@ -114,8 +116,7 @@ def apply_parallel_adapters(model: nn.Module, cfg: ParallelAdapterConfig, method
     return model
 
 
-@register_method
-class ParallelAdapterMethod(PeftMethod):
+class ParallelAdapterMethod(PeftMethod[ParallelAdapterConfig]):
     """He et al.'s parallel adapter beside the FFN (or attention / whole block), V-PETL's r = 64, s = 0.1."""
 
     name = "parallel_adapter"
@@ -125,4 +126,4 @@ class ParallelAdapterMethod(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_parallel_adapters(model, self.config, self.name)  # type: ignore[arg-type]
+        return apply_parallel_adapters(model, self.config, self.name)

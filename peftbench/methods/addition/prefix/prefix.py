@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
 
 FORMS = ("direct", "mlp", "patt")
 
@@ -191,8 +191,7 @@ class PrefixAttention(PeftModule):
         return base.proj_drop(base.proj(out))  # (B, N, D)
 
 
-@register_method
-class PrefixTuning(PeftMethod):
+class PrefixTuning(PeftMethod[PrefixConfig]):
     """Learned key/value prefixes (or V-PETL's PATT branch) in the attention of every block."""
 
     name = "prefix"
@@ -208,5 +207,5 @@ class PrefixTuning(PeftMethod):
                 raise MethodNotSupportedError(
                     f"method 'prefix' needs attention with a fused qkv Linear; {name}.attn is {type(block.attn).__name__}"
                 )
-            replace_module(model, f"{name}.attn", PrefixAttention(block.attn, self.config))  # type: ignore[arg-type]
+            replace_module(model, f"{name}.attn", PrefixAttention(block.attn, self.config))
         return model

@@ -49,8 +49,8 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
 
 AUTO = "auto"
 
@@ -235,8 +235,7 @@ def insert_prompts(model: nn.Module, length: int, dropout: float, deep: bool) ->
     return model
 
 
-@register_method
-class VPTShallow(PeftMethod):
+class VPTShallow(PeftMethod[VPTConfig]):
     """VPT-shallow: p prompt tokens after CLS at the input of the first block."""
 
     name = "vpt_shallow"
@@ -249,11 +248,10 @@ class VPTShallow(PeftMethod):
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
         check_token_pooling(model, self.name)
-        cfg: VPTConfig = self.config  # type: ignore[assignment]
+        cfg: VPTConfig = self.config
         return insert_prompts(model, cfg.length_for(), cfg.dropout, self.deep)
 
 
-@register_method
 class VPTDeep(VPTShallow):
     """VPT-deep: fresh p prompt tokens before every block, replacing the previous block's prompt outputs."""
 

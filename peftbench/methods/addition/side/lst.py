@@ -49,8 +49,8 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.utils import replace_module
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module
 
 
 @dataclasses.dataclass
@@ -185,8 +185,7 @@ def apply_lst(model: nn.Module, cfg: LSTConfig) -> nn.Module:
     return model
 
 
-@register_method
-class LadderSideTuning(PeftMethod):
+class LadderSideTuning(PeftMethod[LSTConfig]):
     """LST: side transformer of width D / 8 fed by ladders from every block; no backward through the backbone."""
 
     name = "lst"
@@ -197,4 +196,4 @@ class LadderSideTuning(PeftMethod):
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
-        return apply_lst(model, self.config)  # type: ignore[arg-type]
+        return apply_lst(model, self.config)

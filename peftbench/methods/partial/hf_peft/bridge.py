@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, method_owned_parameters
-from peftbench.methods.partial.reparam.wrappers import block_linears
-from peftbench.methods.utils import replace_module
+from peftbench.methods.base import C, MethodConfig, PeftMethod, method_owned_parameters
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.mergeable import block_linears
 
 ADAPTER = "default"  # PEFT adapter name used for the single task adapter
 INSTALL_HINT = 'pip install -e ".[peft]"'
@@ -113,7 +113,7 @@ def target_names(model: nn.Module, targets: str, only: tuple[str, ...] | None = 
     return [name for path in paths for name, _ in block_linears(model, path)]
 
 
-class HFPeftMethod(PeftMethod):
+class HFPeftMethod(PeftMethod[C]):
     """A PEFT tuner behind the peftbench contract; subclasses name the PEFT config and map the options.
 
     Attributes:

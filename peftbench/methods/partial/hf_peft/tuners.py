@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from peftbench.methods.base import register_method
 from peftbench.methods.partial.hf_peft.bridge import HFPeftMethod, HFTargetsConfig
 
 
@@ -138,8 +137,7 @@ class HFIA3Config(HFTargetsConfig):
     targets: str = "qkv_fc2"
 
 
-@register_method
-class HFLoRA(HFPeftMethod):
+class HFLoRA(HFPeftMethod[HFLoRAConfig]):
     """PEFT's LoRA."""
 
     name = "hf_lora"
@@ -151,7 +149,6 @@ class HFLoRA(HFPeftMethod):
         return {"r": c.rank, "lora_alpha": c.alpha, "lora_dropout": c.dropout}
 
 
-@register_method
 class HFDoRA(HFLoRA):
     """PEFT's DoRA: LoRA on the direction plus a trainable magnitude per output row."""
 
@@ -161,8 +158,7 @@ class HFDoRA(HFLoRA):
         return dict(super().peft_options(), use_dora=True)
 
 
-@register_method
-class HFLoHa(HFPeftMethod):
+class HFLoHa(HFPeftMethod[HFLoHaConfig]):
     """PEFT's LoHa: Hadamard product of two low-rank matrices."""
 
     name = "hf_loha"
@@ -179,7 +175,6 @@ class HFLoHa(HFPeftMethod):
         }
 
 
-@register_method
 class HFLoKr(HFLoHa):
     """PEFT's LoKr: Kronecker product of a small full matrix and a low-rank matrix."""
 
@@ -191,8 +186,7 @@ class HFLoKr(HFLoHa):
         return dict(super().peft_options(), decompose_factor=self.config.decompose_factor)
 
 
-@register_method
-class HFOFT(HFPeftMethod):
+class HFOFT(HFPeftMethod[HFOFTConfig]):
     """PEFT's OFT: block-diagonal orthogonal rotation of the weight."""
 
     name = "hf_oft"
@@ -210,8 +204,7 @@ class HFOFT(HFPeftMethod):
         }
 
 
-@register_method
-class HFBOFT(HFPeftMethod):
+class HFBOFT(HFPeftMethod[HFBOFTConfig]):
     """PEFT's BOFT: butterfly-factorised orthogonal rotation plus an output scaling."""
 
     name = "hf_boft"
@@ -228,8 +221,7 @@ class HFBOFT(HFPeftMethod):
         }
 
 
-@register_method
-class HFVeRA(HFPeftMethod):
+class HFVeRA(HFPeftMethod[HFVeRAConfig]):
     """PEFT's VeRA: frozen shared random low-rank matrices, trainable scaling vectors per layer."""
 
     name = "hf_vera"
@@ -246,8 +238,7 @@ class HFVeRA(HFPeftMethod):
         }
 
 
-@register_method
-class HFFourierFT(HFPeftMethod):
+class HFFourierFT(HFPeftMethod[HFFourierFTConfig]):
     """PEFT's FourierFT: a few learned entries of the update's 2-D Fourier spectrum."""
 
     name = "hf_fourierft"
@@ -259,8 +250,7 @@ class HFFourierFT(HFPeftMethod):
         return {"n_frequency": c.n_frequency, "scaling": c.scaling, "random_loc_seed": c.random_loc_seed}
 
 
-@register_method
-class HFIA3(HFPeftMethod):
+class HFIA3(HFPeftMethod[HFIA3Config]):
     """PEFT's (IA)^3: learned vectors scaling the qkv output and the fc2 input."""
 
     name = "hf_ia3"

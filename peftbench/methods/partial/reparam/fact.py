@@ -39,9 +39,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.partial.reparam.wrappers import MergeableLinear, block_linears, merge_linear_wrappers
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.base import C, MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
 
 FACTORS_ATTR = "fact"  # where the shared factors live on the backbone (removed again by merge)
 
@@ -216,7 +216,7 @@ def _check_vit(model: nn.Module) -> tuple[int, int]:
     return dim, hidden // dim
 
 
-class _FacT(PeftMethod):
+class _FacT(PeftMethod[C]):
     family = "partial"
     subfamily = "reparameter"
     mergeable = True
@@ -267,16 +267,14 @@ class _FacT(PeftMethod):
         return model
 
 
-@register_method
-class FacTTT(_FacT):
+class FacTTT(_FacT[FacTTTConfig]):
     """FacT with Tensor-Train factors (per-site cores)."""
 
     name = "fact_tt"
     config_cls = FacTTTConfig
 
 
-@register_method
-class FacTTK(_FacT):
+class FacTTK(_FacT[FacTTKConfig]):
     """FacT with Tucker factors (one shared core tensor and a site-mixing matrix)."""
 
     name = "fact_tk"

@@ -40,15 +40,15 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.partial.reparam.wrappers import (
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.mergeable import (
     QKV_SLOTS,
     MergeableLinear,
     block_linears,
     merge_linear_wrappers,
     scatter_slots,
 )
-from peftbench.methods.utils import replace_module
 
 SLOW_ATTR = "kadaptation"  # where the shared slow weights live on the backbone (removed again by merge)
 ADAPTED = (QKV_SLOTS["q"], QKV_SLOTS["v"])
@@ -156,8 +156,7 @@ class KAdaptationQKV(MergeableLinear):
         return scatter_slots(self.kron_bias.expand(len(ADAPTED), -1), ADAPTED, 3)  # (3W,), zero for k
 
 
-@register_method
-class KAdaptation(PeftMethod):
+class KAdaptation(PeftMethod[KAdaptationConfig]):
     """Kronecker adaptation of W_q and W_v (shared slow weights, per-layer low-rank fast weights)."""
 
     name = "kadaptation"
@@ -168,7 +167,7 @@ class KAdaptation(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        cfg: KAdaptationConfig = self.config  # type: ignore[assignment]
+        cfg: KAdaptationConfig = self.config
         sites = block_linears(model, "attn.qkv")
         ref = sites[0][1].weight
         slow = SlowWeights(cfg.kron_dim).to(ref.device, ref.dtype)

@@ -34,15 +34,15 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.partial.reparam.wrappers import (
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.mergeable import (
     QKV_SLOTS,
     MergeableLinear,
     block_linears,
     merge_linear_wrappers,
     scatter_slots,
 )
-from peftbench.methods.utils import replace_module
 
 # target preset -> ((block-relative Linear, number of equal output slots, adapted slots or None = whole))
 _WHOLE = None
@@ -166,8 +166,7 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
     return model
 
 
-@register_method
-class LoRA(PeftMethod):
+class LoRA(PeftMethod[LoRAConfig]):
     """LoRA as in NOAH's VTAB-1k table: rank 8 on the whole fused qkv, no scaling, dropout 0.1."""
 
     name = "lora"
@@ -178,13 +177,12 @@ class LoRA(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_lora(model, self.config)  # type: ignore[arg-type]
+        return apply_lora(model, self.config)
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_linear_wrappers(model)
 
 
-@register_method
 class LoRAQV(LoRA):
     """The LoRA paper's form on timm's fused qkv: W_q and W_v slices, alpha / r scaling."""
 

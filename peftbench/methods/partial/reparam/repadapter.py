@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.partial.reparam.wrappers import MergeableLinear, block_linears, merge_linear_wrappers
-from peftbench.methods.utils import replace_module
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
 
 # placement -> the block-relative Linear layers whose input gets an adapter
 TARGETS: dict[str, tuple[str, ...]] = {"block": ("attn.qkv", "mlp.fc1"), "attn": ("attn.qkv",)}
@@ -167,8 +167,7 @@ def apply_repadapter(model: nn.Module, cfg: RepAdapterConfig) -> nn.Module:
     return model
 
 
-@register_method
-class RepAdapter(PeftMethod):
+class RepAdapter(PeftMethod[RepAdapterConfig]):
     """RepAdapter (``repblock``): linear adapters before MHSA and MLP, merged into qkv and fc1."""
 
     name = "repadapter"
@@ -179,7 +178,7 @@ class RepAdapter(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_repadapter(model, self.config)  # type: ignore[arg-type]
+        return apply_repadapter(model, self.config)
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_linear_wrappers(model)

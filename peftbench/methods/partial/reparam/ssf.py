@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, register_method
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
 
 
 @dataclasses.dataclass
@@ -171,8 +171,7 @@ def merge_ssf(model: nn.Module) -> nn.Module:
     return model
 
 
-@register_method
-class SSF(PeftMethod):
+class SSF(PeftMethod[SSFConfig]):
     """Scale and shift after every linear map and norm; merges into them for inference."""
 
     name = "ssf"
@@ -183,7 +182,7 @@ class SSF(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_ssf(model, self.config)  # type: ignore[arg-type]
+        return apply_ssf(model, self.config)
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_ssf(model)

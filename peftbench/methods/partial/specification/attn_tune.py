@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.partial.specification.select import unique
-from peftbench.methods.utils import transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import transformer_blocks
+from peftbench.methods.layers.select import unique
 
 
 @dataclasses.dataclass
@@ -68,8 +68,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return found
 
 
-@register_method
-class AttnTune(PeftMethod):
+class AttnTune(PeftMethod[AttnTuneConfig]):
     """Train every block's self-attention (qkv + proj, weights and biases) and the position embedding."""
 
     name = "attn_tune"
@@ -81,6 +80,6 @@ class AttnTune(PeftMethod):
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         params = [p for attn in attention_modules(model) for p in attn.parameters()]
         pos_embed = getattr(model, "pos_embed", None)
-        if self.config.train_pos_embed and isinstance(pos_embed, nn.Parameter):  # type: ignore[attr-defined]
+        if self.config.train_pos_embed and isinstance(pos_embed, nn.Parameter):
             params.append(pos_embed)
         yield from unique(params)

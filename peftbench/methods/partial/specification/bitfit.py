@@ -12,7 +12,7 @@ Count on ViT-B/16 without head: per block qkv 2304 + proj 768 + fc1 3072 + fc2 7
 VTAB-1k tables (V-PETL Bench README, VTAB-1k table "BitFit 0.10M"; NOAH's Table 1 prints the same 0.10M).
 
 Selection is structural (the ``bias`` of every Linear / Conv / norm layer, see
-:func:`peftbench.methods.partial.specification.select.bias_parameters`), so it works on any backbone;
+:func:`peftbench.methods.layers.select.bias_parameters`), so it works on any backbone;
 Swin's ``relative_position_bias_table`` is an attention-logit table, not an affine bias, and stays frozen
 (a name-substring rule such as VPT's ``"bias" in name`` would have caught it).
 """
@@ -24,8 +24,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.partial.specification.select import bias_parameters
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.select import bias_parameters
 
 
 @dataclasses.dataclass
@@ -33,8 +33,7 @@ class BitFitConfig(MethodConfig):
     """BitFit has no options: the set of bias terms is fixed by the backbone."""
 
 
-@register_method
-class BitFit(PeftMethod):
+class BitFit(PeftMethod[BitFitConfig]):
     """Train the bias of every Linear, Conv and norm layer (LayerNorm beta included), head excluded."""
 
     name = "bitfit"

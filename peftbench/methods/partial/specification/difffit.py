@@ -38,15 +38,9 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.base import (
-    MethodConfig,
-    PeftMethod,
-    PeftModule,
-    method_owned_parameters,
-    register_method,
-)
-from peftbench.methods.partial.specification.select import bias_parameters, layernorm_parameters, unique
-from peftbench.methods.utils import replace_module, transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, method_owned_parameters
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.select import bias_parameters, layernorm_parameters, unique
 
 # which blocks get scale factors, as a function of the number of blocks L
 SCALE_BLOCKS: dict[str, Callable[[int], range]] = {
@@ -135,8 +129,7 @@ def apply_difffit(model: nn.Module, cfg: DiffFitConfig) -> nn.Module:
     return model
 
 
-@register_method
-class DiffFit(PeftMethod):
+class DiffFit(PeftMethod[DiffFitConfig]):
     """Biases + LayerNorm gammas + per-block residual-branch scale factors (init 1)."""
 
     name = "difffit"
@@ -146,7 +139,7 @@ class DiffFit(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        return apply_difffit(model, self.config)  # type: ignore[arg-type]
+        return apply_difffit(model, self.config)
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from unique(

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from peftbench.methods.base import MethodConfig, PeftMethod, register_method
-from peftbench.methods.partial.specification.select import layernorm_parameters
+from peftbench.methods.base import MethodConfig, PeftMethod
+from peftbench.methods.layers.select import layernorm_parameters
 
 
 @dataclasses.dataclass
@@ -28,8 +28,7 @@ class LNTuneConfig(MethodConfig):
     """LN-Tune has no options: every LayerNorm's gamma and beta train."""
 
 
-@register_method
-class LNTune(PeftMethod):
+class LNTune(PeftMethod[LNTuneConfig]):
     """Train gamma and beta of every LayerNorm of the backbone (head excluded)."""
 
     name = "ln_tune"

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.base import MethodConfig, PeftMethod, backbone_family, register_method
-from peftbench.methods.partial.specification.select import final_norms, unique
-from peftbench.methods.utils import transformer_blocks
+from peftbench.methods.base import MethodConfig, PeftMethod, backbone_family
+from peftbench.methods.layers.blocks import transformer_blocks
+from peftbench.methods.layers.select import final_norms, unique
 
 
 @dataclasses.dataclass
@@ -81,8 +81,7 @@ def tail_modules(model: nn.Module, k: int) -> list[nn.Module]:
     return [m for _, m in units[start:]] + final_norms(model)
 
 
-@register_method
-class PartialK(PeftMethod):
+class PartialK(PeftMethod[PartialKConfig]):
     """Train the last k blocks (+ final norm) of the backbone, as VPT's Partial-k baseline."""
 
     name = "partial_k"
@@ -92,9 +91,9 @@ class PartialK(PeftMethod):
     backbones = ("vit", "swin")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        tail_modules(model, self.config.k)  # type: ignore[attr-defined]  # validate k against the depth
+        tail_modules(model, self.config.k)  # validate k against the depth
         return model
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
-        modules = tail_modules(model, self.config.k)  # type: ignore[attr-defined]
+        modules = tail_modules(model, self.config.k)
         yield from unique(p for m in modules for p in m.parameters())

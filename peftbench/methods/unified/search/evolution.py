@@ -24,9 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peftbench.atomic import write_json_atomic
 from peftbench.errors import ConfigError, PeftbenchError
-from peftbench.methods.unified.search.space import Arch
-from peftbench.results.io import write_json_atomic
+
+Arch = dict[str, list[Any]]  # slot -> one choice per position (a subnet of a searched method)
 
 STATE_VERSION = 1
 

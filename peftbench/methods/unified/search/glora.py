@@ -44,10 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.base import register_method
-from peftbench.methods.partial.reparam.wrappers import MergeableLinear, block_linears, merge_linear_wrappers
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
 from peftbench.methods.unified.search.space import Arch, ElasticModule, SearchedConfig, SearchedMethod
-from peftbench.methods.utils import replace_module, transformer_blocks
 
 SITES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 # slot -> choices, smallest first (the last one is what "largest" and the supernet allocate)
@@ -161,8 +160,7 @@ class GLoRALinear(MergeableLinear, ElasticModule):
         return F.linear(x, base.weight + self.delta_weight(), bias)
 
 
-@register_method
-class GLoRA(SearchedMethod):
+class GLoRA(SearchedMethod[GLoRAConfig]):
     """GLoRA (Chavan et al., 2023): per-Linear searched supports A-E; merges into the backbone."""
 
     name = "glora"
@@ -180,7 +178,7 @@ class GLoRA(SearchedMethod):
         sites = [site for block in zip(*(block_linears(model, s) for s in SITES), strict=True) for site in block]  # block order
         for i, (name, layer) in enumerate(sites):
             choice = {k: alloc[k][i] for k in CHOICES}
-            replace_module(model, name, GLoRALinear(layer, choice, self.config.rank))  # type: ignore[attr-defined]
+            replace_module(model, name, GLoRALinear(layer, choice, self.config.rank))
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_linear_wrappers(model)

@@ -50,11 +50,10 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.addition.prompt.vpt import check_token_pooling
-from peftbench.methods.base import register_method
-from peftbench.methods.partial.reparam.wrappers import MergeableLinear
+from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.mergeable import MergeableLinear
 from peftbench.methods.unified.search.noah_published import PUBLISHED_VTAB
 from peftbench.methods.unified.search.space import Arch, ElasticModule, SearchedConfig, SearchedMethod
-from peftbench.methods.utils import replace_module, transformer_blocks
 
 SLOTS = ("prompt", "lora", "adapter")
 
@@ -179,8 +178,7 @@ class ElasticAdapter(ElasticModule):
         return h + F.linear(z, self.up_weight[:, :a], self.up_bias)
 
 
-@register_method
-class NOAH(SearchedMethod):
+class NOAH(SearchedMethod[NOAHConfig]):
     """NOAH (Zhang et al., 2022): per-block VPT length, LoRA rank and adapter width, found by search."""
 
     name = "noah"
@@ -192,10 +190,10 @@ class NOAH(SearchedMethod):
         return len(transformer_blocks(model))
 
     def choices(self, slot: str) -> tuple[int, ...]:
-        return (0, *self.config.values)  # type: ignore[attr-defined]
+        return (0, *self.config.values)
 
     def _depths(self, n: int) -> list[int]:
-        return sorted({min(d, n) for d in self.config.depths})  # type: ignore[attr-defined]
+        return sorted({min(d, n) for d in self.config.depths})
 
     def published_arch(self, task: str | None, suite: str | None, n: int) -> Arch:
         if suite not in (None, "vtab") or task not in PUBLISHED_VTAB:
@@ -214,7 +212,7 @@ class NOAH(SearchedMethod):
 
     def inject(self, model: nn.Module, alloc: Arch) -> None:
         check_token_pooling(model, self.name)
-        cfg: NOAHConfig = self.config  # type: ignore[assignment]
+        cfg: NOAHConfig = self.config
         dim = model.embed_dim
         for i, (name, block) in enumerate(transformer_blocks(model)):
             block.attn.qkv = ElasticLoRA(block.attn.qkv, alloc["lora"][i], cfg.dropout)
@@ -229,11 +227,11 @@ class NOAH(SearchedMethod):
         """NOAH's ``get_sampled_params_numel``: the trainable count plus the dead model-level prompt (p_0 D)
         and its position embedding (init_width x D) whenever p_0 > 0."""
         dim = model.embed_dim
-        extra = (arch["prompt"][0] + self.config.init_width) * dim if arch["prompt"][0] else 0  # type: ignore[attr-defined]
+        extra = (arch["prompt"][0] + self.config.init_width) * dim if arch["prompt"][0] else 0
         return self.arch_params(model, arch) + extra
 
     def sample(self, n: int, rng: random.Random) -> Arch:
-        values, depths = self.config.values, self._depths(n)  # type: ignore[attr-defined]
+        values, depths = self.config.values, self._depths(n)
         arch = {}
         for slot in SLOTS:
             d = rng.choice(depths)
@@ -241,7 +239,7 @@ class NOAH(SearchedMethod):
         return arch
 
     def mutate(self, arch: Arch, rng: random.Random, m_prob: float, s_prob: float) -> Arch:
-        values, depths = self.config.values, self._depths(len(arch["prompt"]))  # type: ignore[attr-defined]
+        values, depths = self.config.values, self._depths(len(arch["prompt"]))
         out = {}
         for slot in SLOTS:
             cur = list(arch[slot])

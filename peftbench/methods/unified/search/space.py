@@ -21,7 +21,7 @@ The survey's searched unified methods (NOAH, GLoRA) share one shape, which this 
 
 The search space (sampling, mutation, crossover, the parameter count a budget is checked against) is the
 method's; the evolutionary search over it is :mod:`peftbench.methods.unified.search.evolution`, and the
-three-stage pipeline is :mod:`peftbench.sweeps.search`.
+three-stage pipeline is :mod:`peftbench.apps.search`.
 """
 
 from __future__ import annotations
@@ -37,15 +37,16 @@ from torch import nn
 
 from peftbench.errors import CheckpointError, ConfigError
 from peftbench.methods.base import (
+    C,
     MethodConfig,
     PeftMethod,
     PeftModule,
     head_parameters,
     method_owned_parameters,
 )
+from peftbench.methods.unified.search.evolution import Arch
 
 ARCH_MODES = ("supernet", "largest", "published")
-Arch = dict[str, list[Any]]
 
 
 class ElasticModule(PeftModule):
@@ -120,7 +121,7 @@ def load_arch_file(path: Path) -> Arch:
     return {str(k): list(v) for k, v in data.items()}
 
 
-class SearchedMethod(PeftMethod):
+class SearchedMethod(PeftMethod[C]):
     """Base of NOAH and GLoRA. Subclasses define the slots, their choices and the elastic modules.
 
     Subclass hooks: :meth:`positions` (positions per slot on a model), :meth:`choices` (allowed values of a
@@ -168,7 +169,7 @@ class SearchedMethod(PeftMethod):
     # -- the harness entry points -----------------------------------------------------------------
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
-        cfg: SearchedConfig = self.config  # type: ignore[assignment]
+        cfg: SearchedConfig = self.config
         n = self.positions(model)
         supernet = cfg.arch == "supernet"
         arch = self.resolve_arch(model)
@@ -182,7 +183,7 @@ class SearchedMethod(PeftMethod):
 
     def resolve_arch(self, model: nn.Module) -> Arch:
         """The architecture ``method.arch`` names on ``model``, checked against the search space."""
-        cfg: SearchedConfig = self.config  # type: ignore[assignment]
+        cfg: SearchedConfig = self.config
         n = self.positions(model)
         if cfg.arch in ("supernet", "largest"):
             return self.largest(n)

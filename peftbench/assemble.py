@@ -1,0 +1,241 @@
+"""The run spine: a typed spec of a run, built once from the composed config, and the one assemble step.
+
+Every entry point (train, params, bench, tune, search, the embedded benchmark) goes through here: this is the
+only caller of the backbone and method builders, of attaching a method and counting its parameters, of
+building the data splits, and of the thread / seed / device / dtype set-up. Switches leave out the weights
+(random init: parameter counts, step costs) and the data (nothing to train on).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from peftbench.config import build_config, to_plain
+from peftbench.data import DataConfig, DatasetConfig, Splits, build_splits
+from peftbench.engine.checkpoint import ResumeConfig
+from peftbench.engine.loop import TrainerConfig, autocast_dtype, resolve_device
+from peftbench.engine.optim import OptimConfig
+from peftbench.errors import ConfigError
+from peftbench.loggers import LoggerConfig
+from peftbench.methods.attach import attach_method
+from peftbench.methods.base import PeftMethod
+from peftbench.methods.registry import build_method, split_method_block
+from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
+from peftbench.records import ParamCounts, config_hash, run_dir
+
+PROTOCOLS = ("tune", "final")
+ON_EXISTING = ("skip", "error", "overwrite")
+BLOCKS = ("backbone", "method", "dataset", "data", "trainer", "optim", "logger", "protocol", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """The ``method:`` block: the registered name, what results call it (``label``) and its options."""
+
+    name: str
+    label: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any]) -> MethodSpec:
+        name, label, options = split_method_block(block)
+        return cls(name, label, options)
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """Every block of a run, typed, plus the resolved plain config that goes into its record."""
+
+    backbone: BackboneConfig
+    method: MethodSpec
+    dataset: DatasetConfig
+    data: DataConfig
+    trainer: TrainerConfig
+    optim: OptimConfig
+    logger: LoggerConfig
+    resume: ResumeConfig
+    protocol: str
+    seed: int | None
+    results_dir: Path
+    on_existing: str
+    config: dict[str, Any]
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir(self.results_dir, self.config, self.config_hash)
+
+
+def parse_spec(cfg: Any) -> RunSpec:
+    """The typed spec of a composed ``configs/train.yaml`` (a DictConfig or its plain copy)."""
+    plain = to_plain(cfg)
+    plain.pop("hydra", None)
+    for key in BLOCKS:
+        if key not in plain:
+            raise ConfigError(f"the config has no '{key}' block; compose it from configs/train.yaml")
+    if plain["protocol"] not in PROTOCOLS:
+        raise ConfigError(f"protocol={plain['protocol']!r}; valid choices: {', '.join(PROTOCOLS)}")
+    on_existing = plain.get("on_existing", "skip")
+    if on_existing not in ON_EXISTING:
+        raise ConfigError(f"on_existing={on_existing!r}; valid choices: {', '.join(ON_EXISTING)}")
+    return RunSpec(
+        backbone=make_backbone_config(plain["backbone"]),
+        method=MethodSpec.from_block(plain["method"]),
+        dataset=build_config(DatasetConfig, plain["dataset"], "dataset"),
+        data=build_config(DataConfig, plain["data"], "data"),
+        trainer=build_config(TrainerConfig, plain["trainer"], "trainer"),
+        optim=build_config(OptimConfig, plain["optim"], "optim"),
+        logger=build_config(LoggerConfig, plain["logger"], "logger"),
+        resume=build_config(ResumeConfig, plain.get("resume", {}), "resume"),
+        protocol=plain["protocol"],
+        seed=plain["seed"],
+        results_dir=Path(plain.get("paths", {}).get("results_dir", "results")),
+        on_existing=on_existing,
+        config=plain,
+    )
+
+
+# -- runtime: threads, seed, device, dtype ---------------------------------------------------------------------
+def seed_everything(seed: int | None) -> None:
+    """Seed Python, NumPy and torch (no-op for ``None``)."""
+    if seed is None:
+        return
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Where a run computes and in which autocast dtype (None = fp32)."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+
+
+def set_up_runtime(trainer: TrainerConfig, seed: int | None) -> Runtime:
+    """A run's runtime from its trainer block: see :func:`runtime_for`."""
+    return runtime_for(trainer.num_threads, trainer.device, trainer.precision, seed)
+
+
+def runtime_for(num_threads: int, device: str, precision: str, seed: int | None) -> Runtime:
+    """Set torch's CPU threads (``num_threads`` > 0), seed everything, resolve the device and autocast dtype.
+
+    Args:
+        num_threads: torch CPU threads; 0 keeps torch's default.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU) | ``fp32`` | ``bf16``.
+        seed: None leaves the generators as they are.
+    """
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    resolved = resolve_device(device)
+    seed_everything(seed)
+    return Runtime(resolved, autocast_dtype(precision, resolved))
+
+
+# -- model: backbone + method ----------------------------------------------------------------------------------
+def make_method(method: MethodSpec, task: str | None, suite: str | None, merge: bool = False) -> PeftMethod:
+    """The method of a run, its per-task settings resolved for ``task`` / ``suite``.
+
+    Raises:
+        ConfigError: ``merge`` is asked of a method that is not a reparameterisation.
+    """
+    built = build_method(method.name, method.options, task=task, suite=suite)
+    if merge and not built.mergeable:
+        raise ConfigError(
+            f"trainer.merge=true but method {built.name!r} is not mergeable; drop trainer.merge or pick a "
+            "reparameter method (e.g. lora, ssf, repadapter, fact_tt)"
+        )
+    return built
+
+
+@dataclasses.dataclass
+class BuiltModel:
+    """A backbone with its method attached, and what it was built from."""
+
+    model: nn.Module
+    counts: ParamCounts
+    data_config: dict[str, Any]  # the backbone's pretrained normalisation, interpolation, input size
+
+
+def build_plain_backbone(backbone: BackboneConfig, num_classes: int, weights: bool = True) -> nn.Module:
+    """The backbone with a fresh ``num_classes`` head and no method (``weights`` False: random init)."""
+    return build_backbone(backbone if weights else dataclasses.replace(backbone, weights="none"), num_classes)
+
+
+def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, weights: bool = True) -> BuiltModel:
+    """Build the backbone with a ``num_classes`` head, attach ``method``, freeze the rest and count.
+
+    Args:
+        backbone: the backbone config.
+        method: a built method (:func:`make_method`).
+        num_classes: size of the task head.
+        weights: False builds at random init (``backbone.weights=none``), for counts and costs.
+
+    Returns:
+        The model (on CPU) and its counts; the optimizer must see exactly ``counts.trainable_params``.
+    """
+    model = build_plain_backbone(backbone, num_classes, weights)
+    data_config = backbone_data_config(model)
+    counts = attach_method(model, method)
+    n_opt = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if n_opt != counts.trainable_params:  # the optimizer sees exactly the counted parameters
+        raise RuntimeError(f"optimizer would hold {n_opt} parameters, counted {counts.trainable_params}")
+    return BuiltModel(model, counts, data_config)
+
+
+def build_data(spec: RunSpec, data_config: Mapping[str, Any], protocol: str | None = None) -> Splits:
+    """The run's train and evaluation splits (``protocol`` overrides the spec's)."""
+    return build_splits(spec.dataset, spec.data, protocol or spec.protocol, tuple(data_config["mean"]),
+                        tuple(data_config["std"]))
+
+
+@dataclasses.dataclass
+class Assembled:
+    """Everything a run needs before its first step."""
+
+    spec: RunSpec
+    runtime: Runtime
+    method: PeftMethod
+    model: nn.Module
+    counts: ParamCounts
+    data_config: dict[str, Any]
+    splits: Splits | None
+
+    def data(self) -> Splits:
+        """The splits (a caller that assembled with ``data=False`` has none)."""
+        if self.splits is None:
+            raise RuntimeError("this run was assembled with data=False: it has no splits")
+        return self.splits
+
+
+def assemble(spec: RunSpec, weights: bool = True, data: bool = True, protocol: str | None = None,
+             runtime: Runtime | None = None, method: PeftMethod | None = None) -> Assembled:
+    """Runtime, method, model and (``data``) splits of a run, in the order a run needs them.
+
+    Args:
+        spec: the run.
+        weights: False: random init (no weights file or hub needed).
+        data: False: no splits (nothing is read from disk).
+        protocol: read the splits of this protocol instead of the spec's.
+        runtime, method: when already set up / made (a run records both before its backbone loads).
+    """
+    runtime = runtime if runtime is not None else set_up_runtime(spec.trainer, spec.seed)
+    if method is None:
+        method = make_method(spec.method, spec.dataset.name, spec.dataset.suite, spec.trainer.merge)
+    built = build_model(spec.backbone, method, spec.dataset.num_classes, weights)
+    splits = build_data(spec, built.data_config, protocol) if data else None
+    return Assembled(spec, runtime, method, built.model, built.counts, built.data_config, splits)

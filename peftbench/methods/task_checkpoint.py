@@ -1,0 +1,55 @@
+"""What a run trained (the method's tensors and the head) as a safetensors file, and loading it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from peftbench.atomic import atomic_path
+from peftbench.errors import CheckpointError
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the tensors the method trained (and the head), detached, contiguous, on CPU."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_task_checkpoint(model: nn.Module, path: str | Path) -> int:
+    """Save the trained tensors as safetensors; return the file size in bytes."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(trainable_state_dict(model), str(tmp))
+    return Path(path).stat().st_size
+
+
+def load_task_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load a task checkpoint saved by :func:`save_task_checkpoint` into a prepared model.
+
+    Every tensor in the file must match a parameter of the model, and every trainable parameter of
+    the model must be in the file.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"task checkpoint {path} does not exist")
+    state = load_file(str(path))
+    params = dict(model.named_parameters())
+    unexpected = sorted(set(state) - set(params))
+    missing = sorted(n for n, p in params.items() if p.requires_grad and n not in state)
+    if unexpected or missing:
+        raise CheckpointError(
+            f"task checkpoint {path} does not fit this model+method: "
+            f"unexpected keys {unexpected[:10]}, missing keys {missing[:10]}"
+        )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if params[name].shape != tensor.shape:
+                raise CheckpointError(
+                    f"task checkpoint {path}: {name} has shape {tuple(tensor.shape)}, "
+                    f"model expects {tuple(params[name].shape)}"
+                )
+            params[name].copy_(tensor)

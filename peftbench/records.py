@@ -1,0 +1,480 @@
+"""The typed record of one run (its ``result.json``), its identity, and the one reader and writer of it.
+
+No torch here: the leaderboard reads results on machines without the GPU stack. Every key a result JSON has
+had since schema 1 is kept, in the same order; keys this version does not know (written by another version)
+are carried through a read-modify-write unchanged.
+
+Identity: :func:`identity` hashes the resolved config without the keys that only say where or how a run is
+stored (:data:`NON_SEMANTIC_KEYS`); the config hash (run folders, skip-if-finished), the leaderboard's setting
+hash (the same without the seed) and peftbench-tune's key (without the tuned keys and the protocol) all
+derive from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from peftbench.atomic import write_json_atomic
+from peftbench.paths import WEIGHTS_NOT_FILES, weights_path
+
+SCHEMA_VERSION = 1
+READABLE_SCHEMAS = (1,)
+RESULT_FILE = "result.json"
+RUNNING_STATUS = "running"  # written before training starts
+STATUSES = ("running", "success", "diverged", "failed")
+RUN_DIR_RE = re.compile(r"^(tune|final)-seed.+-[0-9a-f]{8}$")  # the leaf folder of run_dir()
+REQUIRED_KEYS = ("suite", "task", "backbone", "method", "protocol")
+REQUIRED_SUCCESS_METRICS = ("accuracy", "trainable_params", "trainable_params_without_head")
+
+# Keys that change where or how a run is stored, shown or computed, not what it computes.
+NON_SEMANTIC_KEYS = (
+    "paths",
+    "data.root",
+    "data.num_workers",
+    "logger",
+    "on_existing",
+    "resume",  # epoch checkpoints: how a run is kept, not what it computes
+    "trainer.device",
+    "trainer.progress",
+    "trainer.num_threads",
+    # input / prefix caches and compilation: how a run is computed (equal results, see engine/prefix_cache.py)
+    "trainer.input_cache",
+    "trainer.prefix_cache",
+    "trainer.compile",
+    "trainer.compile_backend",
+)
+
+
+class RecordError(ValueError):
+    """A file that is not a usable peftbench result (the message says why)."""
+
+
+# -- identity ---------------------------------------------------------------------------------------------
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(weights: Any) -> str | None:
+    """SHA-256 of the local weights file ``backbone.weights`` names (None for hub / none / a missing file).
+
+    Computed once per file version in a process (keyed by path, size and modification time).
+    """
+    if not isinstance(weights, str) or weights in WEIGHTS_NOT_FILES:
+        return None
+    path = weights_path(weights)
+    if not path.is_file():
+        return None  # loading the backbone reports the missing file
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def _drop(cfg: dict[str, Any], dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if head not in cfg:
+        return
+    if rest:
+        if isinstance(cfg[head], dict):
+            _drop(cfg[head], rest)
+    else:
+        del cfg[head]
+
+
+_FROM_FILE = object()
+
+
+def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest: Any = _FROM_FILE) -> str:
+    """SHA-256 of the canonical JSON of a resolved config, without :data:`NON_SEMANTIC_KEYS` and ``without``.
+
+    A local ``backbone.weights`` file enters by its contents, not only its path, so two runs with the same
+    identity trained the same model on the same data with the same settings, and a checkpoint replaced at
+    the same path is a new run.
+
+    Args:
+        cfg: the resolved plain config (a result's ``config`` block).
+        without: further dotted keys to leave out (``seed``, ``trainer.lr``, ...).
+        weights_digest: the weights file's SHA-256 when already known (a result records it as
+            ``backbone_weights_sha256``); by default it is read from the file.
+
+    Returns:
+        64 hex digits.
+    """
+    plain = json.loads(json.dumps(cfg, default=str))
+    backbone = plain.get("backbone")
+    if isinstance(backbone, dict):
+        digest = weights_sha256(backbone.get("weights")) if weights_digest is _FROM_FILE else weights_digest
+        if digest is not None:
+            backbone["weights_sha256"] = digest
+    for key in (*NON_SEMANTIC_KEYS, *without):
+        _drop(plain, key)
+    blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """The run's identity: equal hashes train the same thing (the run folder's suffix, skip-if-finished)."""
+    return identity(cfg)
+
+
+def setting_hash(cfg: Mapping[str, Any], weights_digest: Any = _FROM_FILE) -> str:
+    """The identity without the seed, 8 hex digits: runs that differ only in their seed share it."""
+    return identity(cfg, ("seed",), weights_digest)[:8]
+
+
+def tune_key(cfg: Mapping[str, Any], tuned: Iterable[str]) -> str:
+    """The identity without the tuned keys and the protocol: equal for every tune point of one setting."""
+    return identity(cfg, (*tuned, "protocol"))
+
+
+def method_setting(method_block: Mapping[str, Any]) -> str:
+    """8 hex digits naming a method's options (its ``name`` and ``label`` left out)."""
+    options = {k: v for k, v in method_block.items() if k not in ("name", "label")}
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def run_dir(results_dir: str | Path, cfg: Mapping[str, Any], chash: str) -> Path:
+    """``<results>/runs/<suite>/<task>/<backbone>/<method>/<protocol>-seed<seed>-<hash8>``.
+
+    ``<method>`` is the method block's ``label`` when it has one (presets), else its ``name``.
+    """
+    ds, bb, m = cfg["dataset"], cfg["backbone"], cfg["method"]
+    leaf = f"{cfg['protocol']}-seed{cfg['seed']}-{chash[:8]}"
+    return Path(results_dir) / "runs" / ds["suite"] / ds["name"] / bb["name"] / (m.get("label") or m["name"]) / leaf
+
+
+# -- the record's blocks ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ParamCounts:
+    """Parameter counts of a prepared model.
+
+    ``backbone_params`` counts the pretrained backbone without its head (before the method was applied);
+    ``trainable_percent`` is ``trainable_params_without_head / backbone_params * 100``, the convention of the
+    VTAB-1k tables.
+    """
+
+    trainable_params: int
+    trainable_params_without_head: int
+    head_params: int
+    total_params: int
+    backbone_params: int
+    trainable_percent: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainMetrics:
+    """What the training loop measured; ``accuracy`` (top-1 %, last epoch) is the headline."""
+
+    accuracy: float | None
+    accuracy_split: str
+    epochs_completed: int
+    final_train_loss: float | None
+    train_img_s: float | None
+    peak_train_mem_mb: float | None
+    peak_train_mem_source: str
+    train_seconds: float
+    data_wait_fraction: float | None
+
+
+@dataclasses.dataclass
+class PeriodicEval:
+    """``trainer.eval_every``: the evaluations during training (not the headline)."""
+
+    max_eval_accuracy_during_training: float
+    eval_history: list[dict[str, float]]
+
+
+@dataclasses.dataclass
+class InferenceMetrics:
+    """Inference throughput of the trained model and the size of its task checkpoint."""
+
+    infer_img_s: float | None
+    infer_img_s_source: str
+    infer_batch_size: int
+    checkpoint_bytes: int
+
+
+@dataclasses.dataclass
+class MergeMetrics:
+    """``trainer.merge``: the merged model against the unmerged one and the plain backbone."""
+
+    merge_max_abs_diff: float
+    base_infer_img_s: float
+    merged_infer_img_s: float
+    merged_infer_over_base: float
+
+
+_METRIC_BLOCKS: tuple[tuple[str, type], ...] = (
+    ("counts", ParamCounts),
+    ("train", TrainMetrics),
+    ("periodic_eval", PeriodicEval),
+    ("inference", InferenceMetrics),
+    ("merge", MergeMetrics),
+)
+
+
+def _keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+@dataclasses.dataclass
+class Metrics:
+    """The ``metrics`` block: typed sub-blocks, each written whole or not at all, flattened on disk.
+
+    ``extra`` holds keys this version does not know (carried through unchanged).
+    """
+
+    counts: ParamCounts | None = None
+    train: TrainMetrics | None = None
+    periodic_eval: PeriodicEval | None = None
+    inference: InferenceMetrics | None = None
+    merge: MergeMetrics | None = None
+    wall_seconds: float | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr, _ in _METRIC_BLOCKS:
+            block = getattr(self, attr)
+            if block is not None:
+                out.update(dataclasses.asdict(block))
+        out.update(self.extra)
+        if self.wall_seconds is not None:
+            out["wall_seconds"] = self.wall_seconds
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Metrics:
+        rest = dict(raw)
+        blocks: dict[str, Any] = {}
+        for attr, block_cls in _METRIC_BLOCKS:
+            keys = _keys(block_cls)
+            if all(k in rest for k in keys):
+                blocks[attr] = block_cls(**{k: rest.pop(k) for k in keys})
+        wall = rest.pop("wall_seconds", None)
+        return cls(**blocks, wall_seconds=wall, extra=rest)
+
+
+@dataclasses.dataclass
+class RunIdentity:
+    """What a run is: the leaderboard's row and column keys, and its config hash."""
+
+    suite: str
+    task: str
+    group: str | None
+    backbone: str
+    backbone_weights_sha256: str | None  # local weights files only (None: hub / none)
+    method: str  # the registered name unless the method block sets a label (presets)
+    registered_method: str
+    family: str
+    subfamily: str
+    protocol: str
+    seed: int | None
+    config_hash: str
+
+
+@dataclasses.dataclass
+class Provenance:
+    """Where, when and with what a run was made; ``config`` is the resolved config it ran."""
+
+    run_dir: str
+    started_at: str
+    code_version: str
+    versions: dict[str, str]
+    device: str
+    config: dict[str, Any]
+    method_config: dict[str, Any]  # the method's typed config as used (per-task values filled in)
+
+
+@dataclasses.dataclass
+class SplitInfo:
+    """Which images the run trained and was evaluated on, and how they were normalised."""
+
+    train_split: str
+    eval_split: str
+    manifest_sha256: str
+    normalization: dict[str, Any]
+
+
+@dataclasses.dataclass
+class TuningBlock:
+    """Added by peftbench-tune to a final run: how its setting was selected."""
+
+    search: str
+    criterion: str
+    selected: dict[str, Any]
+    selected_run: str
+    selected_val_accuracy: float
+    candidates: list[dict[str, Any]]
+
+
+@dataclasses.dataclass
+class SearchBlock:
+    """Added by peftbench-search to a final run: the searched architecture and the cost of each stage."""
+
+    method: str
+    preset: str
+    settings: dict[str, Any]
+    arch: dict[str, list[Any]]
+    arch_file: str
+    params: int
+    budget_params: int
+    param_limit: float
+    val_accuracy: float
+    supernet_val_accuracy_largest: float | None
+    evaluations: int
+    history: list[Any]
+    search_dir: str
+    cost: dict[str, Any]
+
+
+_IDENTITY_KEYS = _keys(RunIdentity)
+_PROVENANCE_KEYS = _keys(Provenance)
+_SPLIT_KEYS = _keys(SplitInfo)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run's ``result.json``, typed. ``splits`` is None until the data is built; ``metrics`` grows as the
+    run goes; ``extra`` holds top-level keys this version does not know."""
+
+    status: str
+    message: str
+    identity: RunIdentity
+    provenance: Provenance
+    splits: SplitInfo | None = None
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    input_pipeline: dict[str, Any] | None = None
+    resumed_from_epoch: int | None = None
+    finished_at: str | None = None
+    tuning: TuningBlock | None = None
+    search: SearchBlock | None = None
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # -- convenience ------------------------------------------------------------------------------------
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.train.accuracy if self.metrics.train is not None else None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.provenance.run_dir) / RESULT_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the order every result has had them."""
+        out: dict[str, Any] = {"schema_version": self.schema_version, "status": self.status, "message": self.message}
+        out.update(dataclasses.asdict(self.identity))
+        out.update(dataclasses.asdict(self.provenance))
+        if self.splits is not None:
+            out.update(dataclasses.asdict(self.splits))
+        metrics = self.metrics.to_dict()
+        if metrics or self.splits is not None:
+            out["metrics"] = metrics
+        if self.input_pipeline is not None:
+            out["input_pipeline"] = self.input_pipeline
+        if self.resumed_from_epoch is not None:
+            out["resumed_from_epoch"] = self.resumed_from_epoch
+        if self.finished_at is not None:
+            out["finished_at"] = self.finished_at
+        for name in ("tuning", "search"):
+            block = getattr(self, name)
+            if block is not None:
+                out[name] = dataclasses.asdict(block)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunRecord:
+        """Parse a result JSON object; raises :class:`RecordError` saying why it is not a usable result."""
+        reason = invalid_reason(raw)
+        if reason is not None:
+            raise RecordError(reason)
+        rest = dict(raw)
+        ident = RunIdentity(**{k: rest.pop(k, None) for k in _IDENTITY_KEYS})
+        prov_raw = {k: rest.pop(k, None) for k in _PROVENANCE_KEYS}
+        prov_raw["config"] = prov_raw["config"] or {}
+        prov_raw["method_config"] = prov_raw["method_config"] or {}
+        prov_raw["versions"] = prov_raw["versions"] or {}
+        prov = Provenance(**prov_raw)
+        splits = None
+        if all(k in rest for k in _SPLIT_KEYS):
+            splits = SplitInfo(**{k: rest.pop(k) for k in _SPLIT_KEYS})
+        metrics_raw = rest.pop("metrics", None)
+        record = cls(
+            schema_version=rest.pop("schema_version", SCHEMA_VERSION),
+            status=rest.pop("status"),
+            message=rest.pop("message", "") or "",
+            identity=ident,
+            provenance=prov,
+            splits=splits,
+            metrics=Metrics.from_dict(metrics_raw or {}),
+            input_pipeline=rest.pop("input_pipeline", None),
+            resumed_from_epoch=rest.pop("resumed_from_epoch", None),
+            finished_at=rest.pop("finished_at", None),
+        )
+        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock)):
+            block = rest.get(name)
+            if isinstance(block, Mapping) and set(_keys(block_cls)) == set(block):
+                setattr(record, name, block_cls(**rest.pop(name)))
+        record.extra = rest
+        return record
+
+
+def invalid_reason(res: Any) -> str | None:
+    """Why a parsed JSON object is not a usable peftbench result (``None`` when it is)."""
+    if not isinstance(res, Mapping) or "status" not in res:
+        return "not a peftbench result (no 'status')"
+    version = res.get("schema_version", SCHEMA_VERSION)
+    if version not in READABLE_SCHEMAS:
+        return f"schema_version {version!r} is not one this peftbench reads ({', '.join(map(str, READABLE_SCHEMAS))})"
+    if res["status"] == RUNNING_STATUS:
+        return None
+    missing = [k for k in REQUIRED_KEYS if res.get(k) in (None, "")]
+    if missing:
+        return f"partial result: no {', '.join(missing)}"
+    if res["status"] == "success":
+        metrics = res.get("metrics")
+        if not isinstance(metrics, Mapping):
+            return "partial result: status 'success' but no 'metrics'"
+        bad = [k for k in REQUIRED_SUCCESS_METRICS
+               if isinstance(metrics.get(k), bool) or not isinstance(metrics.get(k), (int, float))]
+        if bad:
+            return f"partial result: status 'success' but metric(s) {', '.join(bad)} missing or not numbers"
+    return None
+
+
+# -- the one reader and the one writer --------------------------------------------------------------------
+def read_record(path: str | Path) -> RunRecord:
+    """Read and validate one ``result.json``.
+
+    Raises:
+        OSError: the file cannot be read.
+        RecordError: it is not JSON, or not a usable result (the message says why).
+    """
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{type(exc).__name__}: {exc}") from None  # as the leaderboard has always listed it
+    return RunRecord.from_dict(raw)
+
+
+def write_record(record: RunRecord, path: str | Path | None = None) -> Path:
+    """Write ``record`` atomically to ``path`` (default: its run folder's ``result.json``); return the path."""
+    target = Path(path) if path is not None else record.path
+    write_json_atomic(target, record.to_dict())
+    return target
