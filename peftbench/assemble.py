@@ -68,8 +68,14 @@ class RunSpec:
     config: dict[str, Any]
 
     @property
+    def precision(self) -> str:
+        """The resolved precision: ``fp32`` or ``bf16`` (``auto`` is bf16 on CUDA, fp32 elsewhere)."""
+        return "bf16" if autocast_dtype(self.trainer.precision, resolve_device(self.trainer.device)) else "fp32"
+
+    @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        """The identity of the run (its config and resolved precision; :func:`peftbench.records.identity`)."""
+        return config_hash(self.config, self.precision)
 
     @property
     def run_dir(self) -> Path:

@@ -23,8 +23,10 @@ from typing import Any
 from peftbench.atomic import write_json_atomic
 from peftbench.paths import WEIGHTS_NOT_FILES, weights_path
 
-SCHEMA_VERSION = 1
-READABLE_SCHEMAS = (1,)
+# 2: resolved precision in the identity, `precision` recorded, a `costs` metric block, and peak_train_mem_mb
+# measured on one training step (engine/costs.py) instead of the process's RSS (1: read as it is)
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 RESULT_FILE = "result.json"
 RUNNING_STATUS = "running"  # written before training starts
 STATUSES = ("running", "success", "diverged", "failed")
@@ -94,7 +96,8 @@ def _drop(cfg: dict[str, Any], dotted: str) -> None:
 _FROM_FILE = object()
 
 
-def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest: Any = _FROM_FILE) -> str:
+def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest: Any = _FROM_FILE,
+             precision: str | None = None) -> str:
     """SHA-256 of the canonical JSON of a resolved config, without :data:`NON_SEMANTIC_KEYS` and ``without``.
 
     A local ``backbone.weights`` file enters by its contents, not only its path, so two runs with the same
@@ -106,6 +109,8 @@ def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest
         without: further dotted keys to leave out (``seed``, ``trainer.lr``, ...).
         weights_digest: the weights file's SHA-256 when already known (a result records it as
             ``backbone_weights_sha256``); by default it is read from the file.
+        precision: the resolved precision (``trainer.precision: auto`` is fp32 on a CPU and bf16 on CUDA, so
+            the same config computes different numbers on different devices); None for schema-1 results.
 
     Returns:
         64 hex digits.
@@ -116,20 +121,22 @@ def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest
         digest = weights_sha256(backbone.get("weights")) if weights_digest is _FROM_FILE else weights_digest
         if digest is not None:
             backbone["weights_sha256"] = digest
+    if precision is not None:
+        plain["resolved"] = {"precision": precision}
     for key in (*NON_SEMANTIC_KEYS, *without):
         _drop(plain, key)
     blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def config_hash(cfg: Mapping[str, Any]) -> str:
+def config_hash(cfg: Mapping[str, Any], precision: str | None = None) -> str:
     """The run's identity: equal hashes train the same thing (the run folder's suffix, skip-if-finished)."""
-    return identity(cfg)
+    return identity(cfg, precision=precision)
 
 
-def setting_hash(cfg: Mapping[str, Any], weights_digest: Any = _FROM_FILE) -> str:
+def setting_hash(cfg: Mapping[str, Any], weights_digest: Any = _FROM_FILE, precision: str | None = None) -> str:
     """The identity without the seed, 8 hex digits: runs that differ only in their seed share it."""
-    return identity(cfg, ("seed",), weights_digest)[:8]
+    return identity(cfg, ("seed",), weights_digest, precision)[:8]
 
 
 def tune_key(cfg: Mapping[str, Any], tuned: Iterable[str]) -> str:
@@ -198,6 +205,19 @@ class PeriodicEval:
 
 
 @dataclasses.dataclass
+class CostMetrics:
+    """Memory and FLOPs that compare across methods and devices (see :mod:`peftbench.engine.costs`)."""
+
+    saved_activation_mb: float | None  # saved for backward by one training step (batch of the run)
+    saved_activation_mb_per_image: float | None
+    train_state_mb: float | None  # trainable parameters + gradients + optimizer state
+    train_step_gflops: float | None  # per image, the step the trainer ran (a cached prefix is not recomputed)
+    forward_gflops: float | None  # per image, the adapted model's full forward pass
+    merged_forward_gflops: float | None  # per image, after merging (mergeable methods; else None)
+    latency_b1_ms: float | None  # median eval forward pass of one image
+
+
+@dataclasses.dataclass
 class InferenceMetrics:
     """Inference throughput of the trained model and the size of its task checkpoint."""
 
@@ -222,6 +242,7 @@ _METRIC_BLOCKS: tuple[tuple[str, type], ...] = (
     ("train", TrainMetrics),
     ("periodic_eval", PeriodicEval),
     ("inference", InferenceMetrics),
+    ("costs", CostMetrics),
     ("merge", MergeMetrics),
 )
 
@@ -241,6 +262,7 @@ class Metrics:
     train: TrainMetrics | None = None
     periodic_eval: PeriodicEval | None = None
     inference: InferenceMetrics | None = None
+    costs: CostMetrics | None = None
     merge: MergeMetrics | None = None
     wall_seconds: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -284,6 +306,7 @@ class RunIdentity:
     protocol: str
     seed: int | None
     config_hash: str
+    precision: str | None = None  # resolved: fp32 | bf16 (schema 2; part of the config hash)
 
 
 @dataclasses.dataclass
@@ -377,7 +400,8 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, keys in the order every result has had them."""
         out: dict[str, Any] = {"schema_version": self.schema_version, "status": self.status, "message": self.message}
-        out.update(dataclasses.asdict(self.identity))
+        out.update({k: v for k, v in dataclasses.asdict(self.identity).items()
+                    if not (k == "precision" and v is None)})  # schema-1 results have none
         out.update(dataclasses.asdict(self.provenance))
         if self.splits is not None:
             out.update(dataclasses.asdict(self.splits))

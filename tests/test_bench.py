@@ -14,7 +14,10 @@ import pytest
 
 FIELDS = {"forward_ms", "train_step_ms", "train_over_forward", "full_ft_over_forward", "peak_train_mem_mb",
           "infer_img_s", "infer_img_s_b1", "infer_img_s_b8", "base_infer_img_s_b1", "base_infer_img_s_b8",
-          "merged_infer_over_base", "device", "precision", "status"}
+          "merged_infer_over_base", "device", "precision", "status",
+          # memory and FLOPs that compare across methods and devices (engine/costs.py)
+          "saved_activation_mb", "train_state_mb", "forward_gflops", "merged_forward_gflops", "train_step_gflops",
+          "latency_b1_ms"}
 MERGED = {"merged_infer_img_s_b1", "merged_infer_img_s_b8"}
 HF_PAIR = {"hf_lora_status", "paired_lora_train_step_ms", "hf_lora_train_step_ms", "lora_over_hf_lora_step"}
 PROBE = {"probe_status", "probe_forward_pass_ms", "probe_run_ms", "probe_run_over_forward_pass"}

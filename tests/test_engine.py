@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from peftbench.engine.loop import TrainerConfig, evaluate, resolve_device, train_and_evaluate
-from peftbench.engine.measure import PeakMemory, inference_throughput
+from peftbench.engine.measure import inference_throughput
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at
 from peftbench.errors import ConfigError
 from peftbench.methods.attach import attach_method
@@ -114,13 +114,6 @@ def test_measurements_are_real_numbers():
     model = tiny_vit().eval()
     img_s = inference_throughput(model, torch.randn(8, 3, 32, 32), torch.device("cpu"), iters=2)
     assert math.isfinite(img_s) and img_s > 0
-    mem = PeakMemory(torch.device("cpu"))
-    mem.start()
-    before = mem.peak_mb()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB that are touched
-    block.add_(1)
-    assert mem.peak_mb() >= before + 32
-    del block
 
 
 def test_the_final_evaluation_times_its_batches_after_the_first():

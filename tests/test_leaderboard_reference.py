@@ -150,3 +150,20 @@ def test_reference_rows_need_a_source_and_known_tasks(tmp_path):
     frame.rename(columns={"cifar": "cifar100"}).to_csv(bad / "x.csv", index=False)
     with pytest.raises(DataError, match="cifar"):
         load_reference(bad)
+
+
+def test_costs_come_from_one_device_and_costs_csv_has_each(tmp_path):
+    """CPU and GPU runs of one setting: the suite row takes the costs of the device most runs used, never a mix."""
+    import json
+
+    for seed, (device, mem) in enumerate([("cpu-a", 100.0), ("cpu-a", 120.0), ("gpu-b", 5000.0)]):
+        path = write_run(tmp_path, task="cifar", seed=seed, mem=mem)
+        res = json.loads(path.read_text())
+        res["device"] = device
+        write_json_atomic(path, res)
+    build(tmp_path)
+    row = pd.read_csv(tmp_path / "leaderboard" / "vtab1k.csv").iloc[0]
+    assert row["cost_device"] == "cpu-a" and row["peak_train_mem_mb"] == 120.0  # max over that device's runs
+    costs = pd.read_csv(tmp_path / "leaderboard" / "costs.csv").set_index("device")
+    assert costs.loc["gpu-b", "peak_train_mem_mb"] == 5000.0 and costs.loc["gpu-b", "runs"] == 1
+    assert costs.loc["cpu-a", "runs"] == 2

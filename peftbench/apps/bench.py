@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from peftbench.assemble import MethodSpec, build_model, make_method, runtime_for
-from peftbench.engine.measure import PeakMemory, device_name, sync
+from peftbench.engine.costs import StepProbe, forward_gflops, latency_ms
+from peftbench.engine.measure import device_name, sync
 from peftbench.errors import ConfigError
 
 
@@ -114,6 +115,7 @@ def _step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
         opt.step()
 
     step()  # optimizer state exists from here on
+    step.optimizer = opt  # type: ignore[attr-defined]  # for the probed step (engine/costs.py)
     return step
 
 
@@ -127,12 +129,12 @@ def _forward_fn(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: 
     return forward
 
 
-def _peak_step_mb(step: Callable[[], None], device: torch.device) -> float:
-    mem = PeakMemory(device)
-    mem.start()
-    step()
-    sync(device)
-    return mem.peak_mb()
+def _step_costs(model: nn.Module, step: Callable[[], None], batch_size: int, device: torch.device) -> dict[str, Any]:
+    """Memory and FLOPs of one more training step (the keys of engine/costs.py's StepCosts)."""
+    probe = StepProbe(model, step.optimizer, device)  # type: ignore[attr-defined]
+    with probe.measure(batch_size):
+        step()
+    return dataclasses.asdict(probe.costs)
 
 
 def _infer_img_s(models: dict[str, nn.Module], x: torch.Tensor, sizes: tuple[int, ...], device: torch.device,
@@ -218,16 +220,20 @@ def run_bench(backbone_cfg: Any, method_spec: MethodSpec, cfg: BenchConfig,
         "train_over_forward": ms["step"] / ms["forward"],
         **full_figures,
         "train_step_over_full_ft_forward": ms["step"] / full_figures["full_ft_forward_ms"],
-        "peak_train_mem_mb": _peak_step_mb(step, device),
+        **_step_costs(model, step, cfg.batch_size, device),
+        "forward_gflops": forward_gflops(model, x[:2]),
+        "latency_b1_ms": latency_ms(model, x[:1], device, dtype, cfg.warmup, cfg.repeats * cfg.iters, sync),
     }
     del step
     model.zero_grad(set_to_none=True)
     models = {"infer_img_s": model, "base_infer_img_s": base}
     merged = None
+    out["merged_forward_gflops"] = None
     if method.mergeable:
         import copy
 
         merged = method.merge(copy.deepcopy(model)).to(device)
+        out["merged_forward_gflops"] = forward_gflops(merged, x[:2])
         models["merged_infer_img_s"] = merged
     out.update(_infer_img_s(models, x, cfg.infer_batch_sizes, device, dtype, cfg))
     big = max(cfg.infer_batch_sizes)
@@ -322,8 +328,10 @@ def probe_run(model: nn.Module, backbone_cfg: Any, cfg: BenchConfig, device: tor
 
 
 # -- sweep over every registered method ----------------------------------------------------------------
-TABLE_COLUMNS = ("method", "status", "train_over_forward", "full_ft_over_forward", "peak_train_mem_mb",
-                 "infer_img_s", "merged_infer_over_base", "lora_over_hf_lora_step", "probe_run_over_forward_pass")
+TABLE_COLUMNS = ("method", "status", "train_over_forward", "full_ft_over_forward", "saved_activation_mb",
+                 "train_state_mb", "peak_train_mem_mb", "forward_gflops", "merged_forward_gflops", "train_step_gflops",
+                 "latency_b1_ms", "infer_img_s", "merged_infer_over_base", "lora_over_hf_lora_step",
+                 "probe_run_over_forward_pass")
 
 
 def run_sweep(backbone_cfg: Any, cfg: BenchConfig, out_dir: Path, command: str,

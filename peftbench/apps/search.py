@@ -39,7 +39,6 @@ from peftbench.records import (
     SearchBlock,
     config_hash,
     read_record,
-    run_dir,
     write_record,
 )
 
@@ -133,7 +132,9 @@ def _arch_override(arch: dict[str, list[Any]]) -> str:
 def _train_stage(args: Sequence[str], stage: str) -> dict[str, Any]:
     """Run one ``peftbench-train`` job; return its record and the cost of this invocation."""
     cfg = compose(args)
-    path = run_dir(Path(cfg["paths"]["results_dir"]), cfg, config_hash(cfg)) / RESULT_FILE
+    from peftbench.assemble import parse_spec
+
+    path = parse_spec(cfg).run_dir / RESULT_FILE  # where that run writes its record
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "peftbench.cli.train", *args]

@@ -23,6 +23,7 @@ from peftbench.assemble import (
     set_up_runtime,
 )
 from peftbench.engine.checkpoint import EpochCheckpoint
+from peftbench.engine.costs import StepCosts
 from peftbench.engine.loop import train_and_evaluate
 from peftbench.engine.measure import code_version, device_name, inference_throughput, library_versions
 from peftbench.errors import RunExistsError
@@ -30,6 +31,7 @@ from peftbench.loggers import RunLogger
 from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.records import (
     RESULT_FILE,
+    CostMetrics,
     InferenceMetrics,
     MergeMetrics,
     PeriodicEval,
@@ -97,6 +99,7 @@ def run(cfg: Any) -> RunRecord:
             protocol=spec.protocol,
             seed=spec.seed,
             config_hash=chash,
+            precision=spec.precision,
         ),
         provenance=Provenance(
             run_dir=str(out),
@@ -181,9 +184,33 @@ def _train(a: Assembled, out: Path, record: RunRecord) -> None:
             infer_batch_size=min(trainer.eval_batch_size, len(splits.eval)),
             checkpoint_bytes=save_task_checkpoint(model, out / "task.safetensors"),
         )
+        metrics.costs = _costs(a, outcome.step_costs)
         if trainer.merge:
             metrics.merge = _merge_and_measure(a, batch, out)
     logger.finish({k: v for k, v in metrics.to_dict().items() if isinstance(v, (int, float))})
+
+
+def _costs(a: Assembled, step: StepCosts | None) -> CostMetrics:
+    """The trained model's FLOPs and batch-1 latency, with what the loop measured on its first step."""
+    import copy
+
+    from peftbench.engine.costs import forward_gflops, latency_ms
+    from peftbench.engine.measure import sync
+
+    device, dtype = a.runtime.device, a.runtime.dtype
+    x = _throughput_batch(a.data().eval, 2).to(device)
+    merged = None
+    if a.method.mergeable:
+        merged = forward_gflops(a.method.merge(copy.deepcopy(a.model)).to(device), x)
+    return CostMetrics(
+        saved_activation_mb=step.saved_activation_mb if step else None,
+        saved_activation_mb_per_image=step.saved_activation_mb_per_image if step else None,
+        train_state_mb=step.train_state_mb if step else None,
+        train_step_gflops=step.train_step_gflops if step else None,
+        forward_gflops=forward_gflops(a.model, x),
+        merged_forward_gflops=merged,
+        latency_b1_ms=latency_ms(a.model, x[:1], device, dtype, sync=sync),
+    )
 
 
 def _throughput_batch(data, batch_size: int) -> torch.Tensor:

@@ -133,7 +133,9 @@ def tune(overrides: Sequence[str], search: str = "grid") -> list[dict[str, Any]]
         final_overrides = [*combo, "protocol=final", *chosen]
         _train([*launch_args, *final_overrides])
         final_cfg = compose(final_overrides)
-        path = run_dir(Path(final_cfg["paths"]["results_dir"]), final_cfg, config_hash(final_cfg)) / RESULT_FILE
+        from peftbench.assemble import parse_spec
+
+        path = parse_spec(final_cfg).run_dir / RESULT_FILE  # where that run wrote its record
         record = read_record(path)
         record.tuning = TuningBlock(
             search=search,

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="peftbench-leaderboard",
         description="Collect every <results-dir>/runs/**/result.json into leaderboard CSVs "
-        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv), compare them with the published "
+        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv, costs.csv per device), compare them with the published "
         "tables in <results-dir>/reference (vtab1k_vs_reference.csv, fgvc_vs_reference.csv), mark Pareto "
         "fronts (pareto.csv), and draw plots/*.png with summary.md.",
     )

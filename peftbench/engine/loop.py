@@ -3,6 +3,7 @@ happens (the process-wide decoded-pixel cache of :mod:`peftbench.data.cache`, th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -22,7 +23,8 @@ from peftbench.data.cache import (
     is_cacheable,
 )
 from peftbench.engine.checkpoint import EpochCheckpoint
-from peftbench.engine.measure import PeakMemory, sync
+from peftbench.engine.costs import StepCosts, StepProbe
+from peftbench.engine.measure import sync
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fused_adamw
 from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
@@ -111,7 +113,7 @@ class TrainOutcome:
     epochs_completed: int
     final_train_loss: float | None
     train_img_s: float | None  # steady state: epochs after the first (or steps after the first 20%)
-    peak_train_mem_mb: float
+    peak_train_mem_mb: float | None  # the probed step's (engine/costs.py); None where no step was probed
     peak_train_mem_source: str
     train_seconds: float
     eval_history: list[dict[str, float]]
@@ -121,6 +123,8 @@ class TrainOutcome:
     # model-only images/s of the final evaluation's batches after the first; None when it ran on cached prefix
     # activations (not the whole model) or had a single batch
     eval_infer_img_s: float | None = None
+    # memory and FLOPs of the first training step this process ran (None: no step ran, or torch.compile was on)
+    step_costs: StepCosts | None = None
 
 
 @torch.inference_mode()
@@ -219,8 +223,7 @@ def train_and_evaluate(
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = cfg.warmup_epochs * steps_per_epoch
-    mem = PeakMemory(device)
-    mem.start()
+    probe = None if cfg.compile else StepProbe(model, optimizer, device)
     history: list[dict[str, float]] = []
     epoch_times: list[tuple[float, int]] = []
     step, loss_value, status, message = 0, None, "success", ""
@@ -242,18 +245,23 @@ def train_and_evaluate(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup_steps, cfg.lr, cfg.warmup_lr, cfg.min_lr)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = inputs.forward(images)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
+            # the first step is measured (engine/costs.py: the hooks look, the numbers are the same)
+            measuring = probe is not None and probe.costs is None
+            with probe.measure(labels.numel()) if measuring else contextlib.nullcontext():
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = inputs.forward(images)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    optimizer.step()
+            if not finite:
                 status = "diverged"
                 message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
             step += 1
             seen += labels.numel()
             loss_sum += loss.item() * labels.numel()
@@ -276,7 +284,7 @@ def train_and_evaluate(
                           "epoch_times": epoch_times}
             checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.epochs)
     train_seconds = time.perf_counter() - t_start + setup_seconds
-    peak = mem.peak_mb()
+    costs = probe.costs if probe is not None else None
     accuracy = None
     timing: list[tuple[int, float]] = []
     if status == "success":
@@ -290,14 +298,15 @@ def train_and_evaluate(
         epochs_completed=len(epoch_times),
         final_train_loss=loss_value if loss_value is None or math.isfinite(loss_value) else None,
         train_img_s=_steady_throughput(epoch_times),
-        peak_train_mem_mb=peak,
-        peak_train_mem_source=mem.source,
+        peak_train_mem_mb=costs.peak_train_mem_mb if costs else None,
+        peak_train_mem_source=costs.peak_train_mem_source if costs else "not measured (torch.compile, or no step ran)",
         train_seconds=train_seconds,
         eval_history=history,
         message=message,
         data_wait_fraction=data_wait_fraction(clock.epochs, [t for t, _ in epoch_times[restored_epochs:]]),
         input_pipeline=inputs.record,
         eval_infer_img_s=sum(n for n, _ in timing) / sum(t for _, t in timing) if timing else None,
+        step_costs=costs,
     )
 
 

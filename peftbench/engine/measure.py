@@ -1,58 +1,15 @@
-"""Measurements recorded with every run: peak memory, throughput, device and library versions.
-
-Peak training memory:
-  * CUDA: ``torch.cuda.max_memory_allocated`` (the caching allocator's peak of live tensors), reset
-    right before the first training step.
-  * CPU (Linux): the process's resident-set high-water mark ``VmHWM`` from ``/proc/self/status``, reset
-    before the first step by writing ``5`` to ``/proc/self/clear_refs``; so it is the peak RSS during
-    training, which includes the interpreter, the libraries and the data in memory. Where the reset is
-    not possible, the lifetime peak from ``getrusage`` is recorded; the result says which.
-"""
+"""Measurements recorded with every run: throughput, device and library versions (memory and FLOPs:
+:mod:`peftbench.engine.costs`)."""
 
 from __future__ import annotations
 
 import platform
-import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
-
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-class PeakMemory:
-    """Peak memory of a code region on the given device (see the module docstring for the method)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.source = ""
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.source = "cuda max_memory_allocated"
-            return
-        try:
-            _CLEAR_REFS.write_text("5")
-            self.source = "cpu process peak RSS (VmHWM, reset at training start)"
-        except OSError:
-            self.source = "cpu process lifetime peak RSS (getrusage; could not reset)"
-
-    def peak_mb(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        if _STATUS.exists():
-            for line in _STATUS.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB -> MiB
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
 def sync(device: torch.device) -> None:

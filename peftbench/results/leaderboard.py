@@ -9,11 +9,14 @@ Written to ``<results>/leaderboard/``:
 * ``vtab1k.csv``: a row per backbone x method x method-setting; the 19 tasks (mean over seeds, plus
   ``<task>_std`` and ``<task>_n``), the Natural / Specialized / Structured means, ``mean_of_group_means``
   (older papers' "Mean"), ``mean_over_tasks`` (V-PETL Bench's "Mean"), params, ``ppt`` (V-PETL Bench's
-  Performance-Parameter Trade-off), peak training memory and throughputs. A group mean is empty
+  Performance-Parameter Trade-off) and the costs (peak training memory, saved activations, train state,
+  FLOPs, throughputs, batch-1 latency) of one device, named in ``cost_device``. A group mean is empty
   unless every task of the group has a result.
 * ``fgvc.csv``: the 5 FGVC sets, their mean, params, ``ppt``, costs. ``embedded.csv``: the embedded tasks.
 * ``vtab1k_vs_reference.csv`` / ``fgvc_vs_reference.csv``: ours, the published number and ours - paper
   per task, group and mean (:mod:`peftbench.results.reference`), only on the same backbone.
+* ``costs.csv``: the cost columns per backbone x method x setting x suite x device (costs are never averaged
+  over devices).
 * ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
   (:mod:`peftbench.results.tradeoffs`).
 * with plots on, ``plots/*.png`` + ``plots/*.csv`` (:mod:`peftbench.results.plots`) and ``summary.md``.
@@ -52,12 +55,36 @@ ROW_KEYS = ["backbone", "method", "method_setting"]
 IN_PROGRESS = "in_progress"  # how problems.csv lists runs not finished yet
 # the epoch checkpoint's metadata file (peftbench.engine.checkpoint.RESUME_META; not imported: no torch here)
 RESUME_META = "resume.json"
-# measured cost columns carried into the suite tables: (table column, run column, aggregation)
+# measured cost columns carried into the suite tables: (table column, run column, aggregation); they are taken
+# from the runs of one device (`cost_device`), and costs.csv has them for every device
 COST_COLUMNS = (
     ("peak_train_mem_mb", "peak_train_mem_mb", "max"),
+    ("saved_activation_mb", "saved_activation_mb", "mean"),
+    ("train_state_mb", "train_state_mb", "mean"),
+    ("forward_gflops", "forward_gflops", "mean"),
+    ("train_step_gflops", "train_step_gflops", "mean"),
     ("train_img_s", "train_img_s", "mean"),
     ("infer_img_s", "infer_img_s", "mean"),
+    ("latency_b1_ms", "latency_b1_ms", "mean"),
 )
+
+
+def _costs(runs: pd.DataFrame) -> dict[str, Any]:
+    """The cost columns over ``runs`` (one device's)."""
+    row: dict[str, Any] = {}
+    for column, source, how in COST_COLUMNS:
+        values = pd.to_numeric(runs[source], errors="coerce") if source in runs else pd.Series([], dtype=float)
+        row[column] = getattr(values, how)() if values.notna().any() else None
+    return row
+
+
+def cost_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """``costs.csv``: the cost columns per backbone x method x setting x suite x device, with the run count."""
+    rows = []
+    keys = [*ROW_KEYS, "suite", "device"]
+    for key, part in ok.groupby([k for k in keys if k in ok], sort=True, dropna=False):
+        rows.append({**dict(zip(keys, key, strict=True)), "runs": len(part), **_costs(part)})
+    return pd.DataFrame(rows)
 
 
 def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
@@ -68,7 +95,7 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     row = {k: v for k, v in res.items() if k not in ("config", "metrics", "versions", "normalization")}
     row["method_setting"] = method_setting(method_block)
     # the same weights path with other contents is another setting: the recorded digest, not today's file
-    row["setting_hash"] = setting_hash(cfg, weights_digest=record.identity.backbone_weights_sha256)
+    row["setting_hash"] = setting_hash(cfg, record.identity.backbone_weights_sha256, record.identity.precision)
     row["method_options"] = json.dumps({k: v for k, v in method_block.items() if k not in ("name", "label")},
                                        sort_keys=True)
     for key, value in record.metrics.to_dict().items():
@@ -188,9 +215,10 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
         row["ppt"] = ppt(row["mean_over_tasks"], part["trainable_params_without_head"].max())
         chosen_runs = pd.concat(used)
-        for column, source, how in COST_COLUMNS:
-            values = pd.to_numeric(chosen_runs[source], errors="coerce") if source in chosen_runs else pd.Series([])
-            row[column] = getattr(values, how)() if values.notna().any() else None
+        # costs from one device, never mixed: the one most of the row's runs ran on (costs.csv has every device)
+        devices = chosen_runs["device"].value_counts() if "device" in chosen_runs else pd.Series([], dtype=int)
+        row["cost_device"] = devices.index[0] if len(devices) else None
+        row.update(_costs(chosen_runs[chosen_runs["device"] == row["cost_device"]] if len(devices) else chosen_runs))
         out_rows.append(row)
     return pd.DataFrame(out_rows)
 
@@ -255,6 +283,10 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
                 versus = compare(table, reference, suite)
                 versus.to_csv(out / f"{name}_vs_reference.csv", index=False)
                 written[f"{name}_vs_reference"] = out / f"{name}_vs_reference.csv"
+        costs = cost_table(ok)
+        if not costs.empty:
+            costs.to_csv(out / "costs.csv", index=False)
+            written["costs"] = out / "costs.csv"
         fronts = pareto_table(tables)
         if not fronts.empty:
             fronts.to_csv(out / "pareto.csv", index=False)
