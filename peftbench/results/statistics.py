@@ -125,8 +125,8 @@ def wilcoxon_over_tasks(a: Sequence[float], b: Sequence[float]) -> dict[str, Any
         return _result("wilcoxon signed-rank", n, n, mean_diff, "equal means on every shared task: nothing to test")
     note = ""
     if nonzero < WILCOXON_TASKS_FOR_5_PERCENT:
-        note = (f"{nonzero} task(s) differ: a two-sided p below 0.05 needs at least "
-                f"{WILCOXON_TASKS_FOR_5_PERCENT}")
+        note = (f"{nonzero} task(s) differ: the exact test needs at least {WILCOXON_TASKS_FOR_5_PERCENT} "
+                "for a two-sided p below 0.05")
     return _result("wilcoxon signed-rank", n, n, mean_diff, note, stats.wilcoxon(d))
 
 
