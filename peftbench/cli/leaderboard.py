@@ -26,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="peftbench-leaderboard",
         description="Collect every <results-dir>/runs/**/result.json into leaderboard CSVs "
-        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv, costs.csv per device), compare them with the published "
-        "tables in <results-dir>/reference (vtab1k_vs_reference.csv, fgvc_vs_reference.csv), mark Pareto "
-        "fronts (pareto.csv), and draw plots/*.png with summary.md.",
+        "(runs.csv, problems.csv, vtab1k.csv, fgvc.csv, embedded.csv: per task the mean, <task>_std, "
+        "<task>_ci95 (95% t-interval half-width over seeds, empty below two seeds) and <task>_n, and a "
+        "mean_rank over tasks per backbone; costs.csv per device), test every two methods of one backbone and suite "
+        "(significance.csv: Wilcoxon signed-rank over tasks, t-test over seeds per task), compare them with "
+        "the published tables in <results-dir>/reference (vtab1k_vs_reference.csv, fgvc_vs_reference.csv), "
+        "mark Pareto fronts (pareto.csv), and draw plots/*.png with summary.md.",
     )
     parser.add_argument("--results-dir", default="results", help="folder holding runs/ (default: results)")
     parser.add_argument("--out", default=None, help="output folder (default: <results-dir>/leaderboard)")
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {problem['result_path']}: {problem['message']}", file=sys.stderr)
     if board.in_progress:
         print(f"{board.in_progress} run(s) in progress (listed in problems.csv as in_progress)")
+    for note in board.too_few_seeds:
+        print(note)
     for name, backbones in board.backbones.items():
         if len(backbones) > 1:
             print(f"{name}: {len(backbones)} backbones ({', '.join(backbones)}), one row each, never averaged together")

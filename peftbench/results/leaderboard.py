@@ -7,14 +7,19 @@ Written to ``<results>/leaderboard/``:
   with status ``running``, a run folder without ``result.json``, or a failed run that left a resumable
   checkpoint), and unreadable or partial JSONs (``unreadable``, with the reason), listed apart.
 * ``vtab1k.csv``: a row per backbone x method x method-setting; the 19 tasks (mean over seeds, plus
-  ``<task>_std`` and ``<task>_n``), the Natural / Specialized / Structured means, ``mean_of_group_means``
-  (older papers' "Mean"), ``mean_over_tasks`` (V-PETL Bench's "Mean"), params, ``ppt`` (V-PETL Bench's
-  Performance-Parameter Trade-off) and the costs (peak training memory, saved activations, train state,
-  FLOPs, throughputs, batch-1 latency) of one device, named in ``cost_device``. A group mean is empty
-  unless every task of the group has a result.
+  ``<task>_std`` (population std), ``<task>_ci95`` (half-width of the 95% t-interval, empty below two
+  seeds) and ``<task>_n``), the Natural / Specialized / Structured means, ``mean_of_group_means``
+  (older papers' "Mean"), ``mean_over_tasks`` (V-PETL Bench's "Mean"), ``mean_rank`` (average rank over
+  tasks among the rows of the same backbone), params, ``ppt`` (V-PETL Bench's Performance-Parameter
+  Trade-off) and the costs (peak training memory, saved activations, train state, FLOPs, throughputs,
+  batch-1 latency) of one device, named in ``cost_device``. A group mean is empty unless every task of the
+  group has a result.
 * ``fgvc.csv``: the 5 FGVC sets, their mean, params, ``ppt``, costs. ``embedded.csv``: the embedded tasks.
 * ``vtab1k_vs_reference.csv`` / ``fgvc_vs_reference.csv``: ours, the published number and ours - paper
   per task, group and mean (:mod:`peftbench.results.reference`), only on the same backbone.
+* ``significance.csv``: per pair of rows of one backbone and table, a Wilcoxon signed-rank test over the
+  tasks both have and per task a t-test over seeds, with the tasks or seeds each rests on
+  (:mod:`peftbench.results.statistics`).
 * ``costs.csv``: the cost columns per backbone x method x setting x suite x device (costs are never averaged
   over devices).
 * ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
@@ -48,6 +53,7 @@ from peftbench.records import (
 )
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
+from peftbench.results.statistics import ci95_half_width, mean_rank, significance, too_few_seeds
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
 from peftbench.results.tradeoffs import pareto_table
 
@@ -173,12 +179,16 @@ def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, 
 
 
 def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tuple[str, ...]] | None,
-                 problems: list[dict[str, str]]) -> pd.DataFrame:
-    """Mean/std over seeds per task, one row per backbone x method x method setting.
+                 problems: list[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean/std/ci95 over seeds per task, one row per backbone x method x method setting.
 
     Rows are keyed by backbone, so runs on different backbones are never averaged together.
+
+    Returns:
+        The table, and the runs it averaged (the chosen setting of each row and task).
     """
     out_rows = []
+    averaged = []
     for key, part in ok.groupby(ROW_KEYS, sort=True):
         row: dict[str, Any] = dict(zip(ROW_KEYS, key, strict=True))
         row["family"] = part["family"].iloc[0]
@@ -188,7 +198,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         for task in tasks:
             runs = part[part["task"] == task]
             if runs.empty:
-                row[task] = row[f"{task}_std"] = None
+                row[task] = row[f"{task}_std"] = row[f"{task}_ci95"] = None
                 row[f"{task}_n"] = 0
                 continue
             latest = runs.sort_values("finished_at")["setting_hash"].iloc[-1]
@@ -204,6 +214,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
             acc = chosen["accuracy"].astype(float)
             row[task] = acc.mean()
             row[f"{task}_std"] = acc.std(ddof=0) if len(acc) > 1 else 0.0
+            row[f"{task}_ci95"] = ci95_half_width(acc.tolist())
             row[f"{task}_n"] = len(acc)
         row.update(group_means({t: row[t] for t in tasks}, groups, tasks))
         present = [row[t] for t in tasks if row[t] is not None]
@@ -215,12 +226,15 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
         row["ppt"] = ppt(row["mean_over_tasks"], part["trainable_params_without_head"].max())
         chosen_runs = pd.concat(used)
+        averaged.append(chosen_runs)
         # costs from one device, never mixed: the one most of the row's runs ran on (costs.csv has every device)
         devices = chosen_runs["device"].value_counts() if "device" in chosen_runs else pd.Series([], dtype=int)
         row["cost_device"] = devices.index[0] if len(devices) else None
         row.update(_costs(chosen_runs[chosen_runs["device"] == row["cost_device"]] if len(devices) else chosen_runs))
         out_rows.append(row)
-    return pd.DataFrame(out_rows)
+    table = pd.DataFrame(out_rows)
+    table.insert(table.columns.get_loc("tasks_present") + 1, "mean_rank", mean_rank(table, tasks))
+    return table, pd.concat(averaged)
 
 
 @dataclasses.dataclass
@@ -232,6 +246,8 @@ class Leaderboard:
     in_progress: int
     unreadable: list[dict[str, str]]
     backbones: dict[str, list[str]]  # suite table name -> the backbones that have rows in it
+    # one line per suite table whose ci95 cells are empty for want of a second seed (statistics.too_few_seeds)
+    too_few_seeds: list[str] = dataclasses.field(default_factory=list)
 
 
 def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_dir: str | Path | None = None,
@@ -261,6 +277,8 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
     runs.to_csv(out / "runs.csv", index=False)
     written["runs"] = out / "runs.csv"
     tables: dict[str, tuple[str, pd.DataFrame]] = {}
+    tests: list[pd.DataFrame] = []
+    notes: list[str] = []
     valid = 0
     if not runs.empty:
         for _, r in runs[runs["status"] != "success"].iterrows():
@@ -275,7 +293,14 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             part = ok[ok["suite"] == suite]
             if part.empty:
                 continue
-            table = _suite_table(part, tasks, groups, problems)
+            table, averaged = _suite_table(part, tasks, groups, problems)
+            note = too_few_seeds(name, averaged, ROW_KEYS)
+            if note:
+                notes.append(note)
+            tested = significance(table, averaged, tasks, ROW_KEYS)
+            tested.insert(0, "table", name)
+            if not tested.empty:
+                tests.append(tested)
             table.to_csv(out / f"{name}.csv", index=False)
             written[name] = out / f"{name}.csv"
             tables[name] = (suite, table)
@@ -287,6 +312,9 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         if not costs.empty:
             costs.to_csv(out / "costs.csv", index=False)
             written["costs"] = out / "costs.csv"
+        if tests:
+            pd.concat(tests).to_csv(out / "significance.csv", index=False)
+            written["significance"] = out / "significance.csv"
         fronts = pareto_table(tables)
         if not fronts.empty:
             fronts.to_csv(out / "pareto.csv", index=False)
@@ -302,4 +330,4 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         written.update(figures)
         written["summary"] = write_summary(out, tables, reference, figures, problems, valid)
     backbones = {name: sorted(set(t["backbone"])) for name, (_, t) in tables.items()}
-    return Leaderboard(written, valid, in_progress, unreadable, backbones)
+    return Leaderboard(written, valid, in_progress, unreadable, backbones, notes)

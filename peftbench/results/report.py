@@ -12,8 +12,8 @@ import pandas as pd
 
 from peftbench.results.reference import SUITE_TASKS
 
-HEADLINE = ["backbone", "method", "method_setting", "family", "tasks_present", "natural", "specialized", "structured",
-            "mean_of_group_means", "mean_over_tasks", "params_M", "ppt", "peak_train_mem_mb", "train_img_s"]
+HEADLINE = ["backbone", "method", "method_setting", "family", "tasks_present", "mean_rank", "natural", "specialized",
+            "structured", "mean_of_group_means", "mean_over_tasks", "params_M", "ppt", "peak_train_mem_mb", "train_img_s"]
 
 
 def _cell(value: object) -> str:
