@@ -17,7 +17,7 @@ def main() -> None:
     """Console-script entry point: ``[search=grid|optuna]`` plus ``peftbench-train`` overrides."""
     from peftbench.apps.tune import tune
     from peftbench.cli import check_group_overrides, split_option
-    from peftbench.errors import ConfigError, exit_on_user_error
+    from peftbench.errors import ConfigError, exit_on_user_error, user_error_exit
 
     argv = sys.argv[1:]
     if any(a in ("-h", "--help") for a in argv):
@@ -25,13 +25,9 @@ def main() -> None:
         return
     search, dotted, argv = split_option(argv, "search")
     if dotted:
-        exit_on_user_error(_refuse, ConfigError(f"peftbench-tune takes search=grid|optuna, not search.{dotted[0]}"))
+        raise user_error_exit(ConfigError(f"peftbench-tune takes search=grid|optuna, not search.{dotted[0]}"))
     check_group_overrides(argv)
     exit_on_user_error(tune, argv, search or "grid")
-
-
-def _refuse(exc: Exception) -> None:
-    raise exc
 
 
 if __name__ == "__main__":
