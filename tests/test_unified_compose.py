@@ -91,7 +91,7 @@ def test_a_preset_runs_under_its_label_in_its_own_folder_and_the_default_under_c
         assert (spec.method.name, spec.method.label) == ("compose", stem)
         assert "label" not in spec.method.options
         build_method(spec.method.name, spec.method.options)  # the label is not passed on as an option
-        folders[stem] = run_dir(tmp_path, spec.config, config_hash(spec.config))
+        folders[stem] = run_dir(tmp_path, spec.config, config_hash(spec.config, spec.precision))
         assert folders[stem] == spec.run_dir
     assert folders["mam_adapter"].parent.name == "mam_adapter" and folders["compose"].parent.name == "compose"
 
