@@ -24,15 +24,21 @@ from peftbench.engine.loop import TrainerConfig, autocast_dtype, resolve_device
 from peftbench.engine.optim import OptimConfig
 from peftbench.errors import ConfigError
 from peftbench.loggers import LoggerConfig
-from peftbench.methods.attach import attach_method
+from peftbench.methods.attach import attach_method, noah_reinit
 from peftbench.methods.base import PeftMethod
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
+from peftbench.paths import suite_tasks
+from peftbench.per_task import PerTaskResolution, command_line_keys, resolve_per_task
 from peftbench.records import ParamCounts, config_hash, run_dir
 
 PROTOCOLS = ("tune", "final")
 ON_EXISTING = ("skip", "error", "overwrite")
 BLOCKS = ("backbone", "method", "dataset", "data", "trainer", "optim", "logger", "protocol", "seed")
+# Linears a method adds keep their paper's init, or take NOAH's trunc-normal(0.02) re-initialisation
+METHOD_INITS = ("paper", "noah")
+# keys of the composed config that steer the command, not the run (never recorded)
+COMMAND_KEYS = ("hydra", "dry_run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +72,16 @@ class RunSpec:
     results_dir: Path
     on_existing: str
     config: dict[str, Any]
+    method_init: str = "paper"
+    per_task: PerTaskResolution = dataclasses.field(default_factory=lambda: PerTaskResolution("none", {}, []))
+    adjustments: list[str] = dataclasses.field(default_factory=list)  # values changed so the run can run
+    dry_run: bool = False
 
     @property
     def precision(self) -> str:
-        """The resolved precision: ``fp32`` or ``bf16`` (``auto`` is bf16 on CUDA, fp32 elsewhere)."""
-        return "bf16" if autocast_dtype(self.trainer.precision, resolve_device(self.trainer.device)) else "fp32"
+        """The resolved precision: ``fp32``, ``bf16`` or ``fp16`` (``auto`` is bf16 on CUDA, fp32 elsewhere)."""
+        dtype = autocast_dtype(self.trainer.precision, resolve_device(self.trainer.device))
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
     @property
     def config_hash(self) -> str:
@@ -82,13 +93,45 @@ class RunSpec:
         return run_dir(self.results_dir, self.config, self.config_hash)
 
 
-def parse_spec(cfg: Any) -> RunSpec:
-    """The typed spec of a composed ``configs/train.yaml`` (a DictConfig or its plain copy)."""
+def _hydra_command_line() -> list[str]:
+    """The overrides of the running Hydra job (empty outside ``@hydra.main``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _cap_warmup(plain: dict[str, Any]) -> list[str]:
+    """A warmup longer than the cosine part of the run is capped at it (quick checks just run); say so."""
+    trainer = plain.get("trainer") or {}
+    warmup, epochs = trainer.get("warmup_epochs"), trainer.get("epochs")
+    if isinstance(warmup, int) and isinstance(epochs, int) and epochs >= 1 and warmup > epochs:
+        trainer["warmup_epochs"] = epochs
+        return [f"trainer.warmup_epochs {warmup} -> {epochs}: capped at trainer.epochs"]
+    return []
+
+
+def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
+    """The typed spec of a composed ``configs/train.yaml`` (a DictConfig or its plain copy).
+
+    Its ``per_task`` table (a recipe's) is resolved for the run's dataset here, once; a warmup longer than the
+    run is capped. The recorded ``config`` is the result: resolved values, no table, no command keys.
+
+    Args:
+        cfg: the composed config.
+        command_line: the overrides it was composed with (their keys win over per-task values); None reads
+            them from the running Hydra job.
+    """
     plain = to_plain(cfg)
-    plain.pop("hydra", None)
+    steering = {k: plain.pop(k, None) for k in COMMAND_KEYS}
     for key in BLOCKS:
         if key not in plain:
             raise ConfigError(f"the config has no '{key}' block; compose it from configs/train.yaml")
+    overrides = _hydra_command_line() if command_line is None else command_line
+    plain, per_task = resolve_per_task(plain, suite_tasks(), command_line_keys(overrides))
+    adjustments = _cap_warmup(plain)
+    method_init = plain.get("method_init", "paper")
+    if method_init not in METHOD_INITS:
+        raise ConfigError(f"method_init={method_init!r}; valid choices: {', '.join(METHOD_INITS)}")
     if plain["protocol"] not in PROTOCOLS:
         raise ConfigError(f"protocol={plain['protocol']!r}; valid choices: {', '.join(PROTOCOLS)}")
     on_existing = plain.get("on_existing", "skip")
@@ -108,6 +151,10 @@ def parse_spec(cfg: Any) -> RunSpec:
         results_dir=Path(plain.get("paths", {}).get("results_dir", "results")),
         on_existing=on_existing,
         config=plain,
+        method_init=method_init,
+        per_task=per_task,
+        adjustments=adjustments,
+        dry_run=bool(steering["dry_run"]),
     )
 
 
@@ -182,7 +229,8 @@ def build_plain_backbone(backbone: BackboneConfig, num_classes: int, weights: bo
     return build_backbone(backbone if weights else dataclasses.replace(backbone, weights="none"), num_classes)
 
 
-def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, weights: bool = True) -> BuiltModel:
+def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, weights: bool = True,
+                method_init: str = "paper") -> BuiltModel:
     """Build the backbone with a ``num_classes`` head, attach ``method``, freeze the rest and count.
 
     Args:
@@ -190,6 +238,8 @@ def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, 
         method: a built method (:func:`make_method`).
         num_classes: size of the task head.
         weights: False builds at random init (``backbone.weights=none``), for counts and costs.
+        method_init: ``paper`` keeps the method's init; ``noah`` re-initialises the Linears it added as NOAH's
+            code does (:func:`peftbench.methods.attach.noah_reinit`).
 
     Returns:
         The model (on CPU) and its counts; the optimizer must see exactly ``counts.trainable_params``.
@@ -197,6 +247,8 @@ def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, 
     model = build_plain_backbone(backbone, num_classes, weights)
     data_config = backbone_data_config(model)
     counts = attach_method(model, method)
+    if method_init == "noah":
+        noah_reinit(model)
     n_opt = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if n_opt != counts.trainable_params:  # the optimizer sees exactly the counted parameters
         raise RuntimeError(f"optimizer would hold {n_opt} parameters, counted {counts.trainable_params}")
@@ -242,6 +294,6 @@ def assemble(spec: RunSpec, weights: bool = True, data: bool = True, protocol: s
     runtime = runtime if runtime is not None else set_up_runtime(spec.trainer, spec.seed)
     if method is None:
         method = make_method(spec.method, spec.dataset.name, spec.dataset.suite, spec.trainer.merge)
-    built = build_model(spec.backbone, method, spec.dataset.num_classes, weights)
+    built = build_model(spec.backbone, method, spec.dataset.num_classes, weights, spec.method_init)
     splits = build_data(spec, built.data_config, protocol) if data else None
     return Assembled(spec, runtime, method, built.model, built.counts, built.data_config, splits)

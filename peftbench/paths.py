@@ -35,6 +35,20 @@ def group_options(group: str) -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
+def suite_tasks() -> dict[str, list[str]]:
+    """suite -> its canonical task names (the ``name:`` of ``configs/dataset/<suite>/*.yaml``; alias files, which
+    only point at another file, have none): the names per-task tables use."""
+    import re
+
+    tasks: dict[str, list[str]] = {}
+    for option in group_options("dataset"):
+        suite, _, _ = option.partition("/")
+        found = re.search(r"^name:\s*(\S+)", (config_dir() / "dataset" / f"{option}.yaml").read_text(), re.M)
+        if found:
+            tasks.setdefault(suite, []).append(found.group(1))
+    return tasks
+
+
 def weights_path(weights: str) -> Path:
     """The file a local ``backbone.weights`` names; ``package:<path>`` is relative to the peftbench package."""
     if weights.startswith(PACKAGE_PREFIX):

@@ -22,6 +22,7 @@ from typing import Any
 
 from peftbench.atomic import write_json_atomic
 from peftbench.paths import WEIGHTS_NOT_FILES, weights_path
+from peftbench.per_task import PerTaskResolution
 
 # 2: resolved precision in the identity, `precision` recorded, a `costs` metric block, and peak_train_mem_mb
 # measured on one training step (engine/costs.py) instead of the process's RSS (1: read as it is)
@@ -51,6 +52,20 @@ NON_SEMANTIC_KEYS = (
     "trainer.compile",
     "trainer.compile_backend",
 )
+
+# Keys added to the config after schema 2 whose default means "as before": left out of the identity while they
+# hold that default, so runs made before the key existed keep their config hash (and their run folder).
+ADDED_DEFAULTS: dict[str, Any] = {
+    "trainer.drop_last": False,
+    "trainer.lr_schedule": "per_step",
+    "trainer.cooldown_epochs": 0,
+    "trainer.lr_base_batch": 0,
+    "trainer.eval_epochs": [],
+    "data.augment": "none",
+    "data.randaugment": "rand-m9-mstd0.5-inc1",
+    "data.fgvc_final_train": "train_val",
+    "method_init": "paper",
+}
 
 
 class RecordError(ValueError):
@@ -82,6 +97,15 @@ def weights_sha256(weights: Any) -> str | None:
     return _DIGESTS[key]
 
 
+def _get(cfg: Mapping[str, Any], dotted: str, missing: Any = None) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return missing
+        node = node[part]
+    return node
+
+
 def _drop(cfg: dict[str, Any], dotted: str) -> None:
     head, _, rest = dotted.partition(".")
     if head not in cfg:
@@ -94,6 +118,7 @@ def _drop(cfg: dict[str, Any], dotted: str) -> None:
 
 
 _FROM_FILE = object()
+_MISSING = object()
 
 
 def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest: Any = _FROM_FILE,
@@ -123,7 +148,8 @@ def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest
             backbone["weights_sha256"] = digest
     if precision is not None:
         plain["resolved"] = {"precision": precision}
-    for key in (*NON_SEMANTIC_KEYS, *without):
+    neutral = [k for k, v in ADDED_DEFAULTS.items() if _get(plain, k, missing=_MISSING) == v]
+    for key in (*NON_SEMANTIC_KEYS, *neutral, *without):
         _drop(plain, key)
     blob = json.dumps(plain, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -205,6 +231,16 @@ class PeriodicEval:
 
 
 @dataclasses.dataclass
+class MaxEval:
+    """The best evaluation over the evaluated epochs (``trainer.eval_epochs`` / ``eval_every`` and the last one):
+    the number sources that report "max test accuracy over checkpoints" print. Never the headline."""
+
+    max_eval_accuracy: float
+    max_eval_epoch: int  # epochs completed when it was measured
+    evaluated_epochs: list[int]
+
+
+@dataclasses.dataclass
 class CostMetrics:
     """Memory and FLOPs that compare across methods and devices (see :mod:`peftbench.engine.costs`)."""
 
@@ -241,6 +277,7 @@ _METRIC_BLOCKS: tuple[tuple[str, type], ...] = (
     ("counts", ParamCounts),
     ("train", TrainMetrics),
     ("periodic_eval", PeriodicEval),
+    ("max_eval", MaxEval),
     ("inference", InferenceMetrics),
     ("costs", CostMetrics),
     ("merge", MergeMetrics),
@@ -261,6 +298,7 @@ class Metrics:
     counts: ParamCounts | None = None
     train: TrainMetrics | None = None
     periodic_eval: PeriodicEval | None = None
+    max_eval: MaxEval | None = None
     inference: InferenceMetrics | None = None
     costs: CostMetrics | None = None
     merge: MergeMetrics | None = None
@@ -385,6 +423,8 @@ class RunRecord:
     finished_at: str | None = None
     tuning: TuningBlock | None = None
     search: SearchBlock | None = None
+    per_task: PerTaskResolution | None = None  # what a recipe's per-task table set (None: the config had none)
+    adjustments: list[str] | None = None  # values changed so the run could run (e.g. a capped warmup)
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -414,10 +454,12 @@ class RunRecord:
             out["resumed_from_epoch"] = self.resumed_from_epoch
         if self.finished_at is not None:
             out["finished_at"] = self.finished_at
-        for name in ("tuning", "search"):
+        for name in ("tuning", "search", "per_task"):
             block = getattr(self, name)
             if block is not None:
                 out[name] = dataclasses.asdict(block)
+        if self.adjustments:
+            out["adjustments"] = list(self.adjustments)
         out.update(self.extra)
         return out
 
@@ -450,7 +492,8 @@ class RunRecord:
             resumed_from_epoch=rest.pop("resumed_from_epoch", None),
             finished_at=rest.pop("finished_at", None),
         )
-        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock)):
+        record.adjustments = rest.pop("adjustments", None)
+        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock), ("per_task", PerTaskResolution)):
             block = rest.get(name)
             if isinstance(block, Mapping) and set(_keys(block_cls)) == set(block):
                 setattr(record, name, block_cls(**rest.pop(name)))

@@ -96,7 +96,7 @@ def test_same_seed_same_result():
 
 def test_trainer_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="precision"):
-        TrainerConfig(precision="fp16")
+        TrainerConfig(precision="fp8")
     with pytest.raises(ConfigError, match="warmup_epochs"):
         TrainerConfig(epochs=5, warmup_epochs=10)
     with pytest.raises(ConfigError, match="trainer.infer_iters must be >= 0"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 
 from peftbench.assemble import (
     Assembled,
+    RunSpec,
     assemble,
     build_plain_backbone,
     make_method,
@@ -33,6 +35,7 @@ from peftbench.records import (
     RESULT_FILE,
     CostMetrics,
     InferenceMetrics,
+    MaxEval,
     MergeMetrics,
     PeriodicEval,
     Provenance,
@@ -53,14 +56,33 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run(cfg: Any) -> RunRecord:
+def dry_run(spec: RunSpec) -> dict[str, Any]:
+    """What ``dry_run=true`` prints: the run's resolved ``config`` block (as its result JSON will hold it), what
+    the per-task table set, the adjustments, and where the result would go. Nothing is trained, read or loaded."""
+    return {
+        "config": spec.config,
+        "per_task": dataclasses.asdict(spec.per_task),
+        "adjustments": spec.adjustments,
+        "config_hash": spec.config_hash,
+        "precision": spec.precision,
+        "run_dir": str(spec.run_dir),
+    }
+
+
+def run(cfg: Any) -> RunRecord | None:
     """Train and evaluate one backbone x method x dataset; write and return its result record.
 
     A finished run (same config hash) is skipped, refused or replaced according to ``on_existing``;
     a replaced result is kept as ``result.json.bak-<time>``. Diverged runs are recorded with status
-    ``diverged``; a crash is recorded as ``failed`` before the error propagates.
+    ``diverged``; a crash is recorded as ``failed`` before the error propagates. With ``dry_run=true`` it prints
+    the resolved config (:func:`dry_run`) as one JSON object and returns None.
     """
     spec = parse_spec(cfg)
+    if spec.dry_run:
+        print(json.dumps(dry_run(spec), indent=2, default=str))
+        return None
+    for line in [spec.per_task.describe()] * (spec.per_task.source != "none") + spec.adjustments:
+        print(f"[peftbench] {line}")
     chash = spec.config_hash
     out = spec.run_dir
     result_path = out / RESULT_FILE
@@ -110,6 +132,8 @@ def run(cfg: Any) -> RunRecord:
             config=spec.config,
             method_config=dataclasses.asdict(method.config),
         ),
+        per_task=spec.per_task if spec.per_task.source != "none" else None,
+        adjustments=spec.adjustments or None,
     )
     write_record(record)
     try:
@@ -160,11 +184,15 @@ def _train(a: Assembled, out: Path, record: RunRecord) -> None:
         data_wait_fraction=outcome.data_wait_fraction,
     )
     record.input_pipeline = outcome.input_pipeline  # input / prefix cache decisions (engine/prefix_cache.py)
-    if spec.trainer.eval_every:
+    if spec.trainer.eval_every or spec.trainer.eval_epochs:
         # Not the headline: the maximum over periodic evaluations on the evaluation split, which
         # several public scripts report; kept apart so it is never mistaken for `accuracy`.
         metrics.periodic_eval = PeriodicEval(max(h["eval_accuracy"] for h in outcome.eval_history),
                                              outcome.eval_history)
+    if outcome.status == "success" and outcome.eval_history:
+        best = max(outcome.eval_history, key=lambda h: h["eval_accuracy"])  # the earliest of equal maxima
+        metrics.max_eval = MaxEval(best["eval_accuracy"], int(best["epoch"]),
+                                   [int(h["epoch"]) for h in outcome.eval_history])
     record.status, record.message = outcome.status, outcome.message
     if outcome.status == "success":
         trainer, dtype = spec.trainer, a.runtime.dtype

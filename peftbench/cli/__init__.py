@@ -9,7 +9,7 @@ from typing import Any
 from peftbench.errors import UnknownNameError, exit_on_user_error
 from peftbench.paths import config_dir, group_options
 
-GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "sweep")
+GROUPS = ("backbone", "method", "dataset", "trainer", "optim", "logger", "sweep", "experiment")
 
 
 def hydra_config_path() -> str:

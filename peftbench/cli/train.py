@@ -20,6 +20,8 @@ def _main(cfg: DictConfig) -> float:
     from peftbench.apps.train import run
 
     record = exit_on_user_error(run, cfg)
+    if record is None:  # dry_run=true printed the resolved config
+        return 0.0
     ident, train = record.identity, record.metrics.train
     print(
         f"[peftbench] {record.status}: {ident.method} on {ident.suite}/{ident.task} "

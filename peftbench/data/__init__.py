@@ -36,6 +36,7 @@ __all__ = [
 # protocol -> (train splits, eval split), per reader
 VTAB_SPLITS = {"tune": (("train800",), "val200"), "final": (("train800val200",), "test")}
 FGVC_SPLITS = {"tune": (("train",), "val"), "final": (("train", "val"), "test")}
+FGVC_FINAL_ONLY_TRAIN = (("train",), "test")  # data.fgvc_final_train=train (VPT, V-PETL Bench)
 
 
 @dataclasses.dataclass
@@ -79,9 +80,10 @@ def build_splits(
         raise ConfigError(f"protocol={protocol!r}; valid choices: {', '.join(VTAB_SPLITS)}")
     root = Path(data.root).expanduser()
     norm = normalization(data, backbone_mean, backbone_std)
-    train_tf, eval_tf = build_transforms(dataset.suite, norm)
+    train_tf, eval_tf = build_transforms(dataset.suite, norm, data.augment, data.randaugment)
     if dataset.suite == "fgvc":
-        return _fgvc(dataset, root, protocol, train_tf, eval_tf, norm)
+        only_train = protocol == "final" and data.fgvc_final_train == "train"
+        return _fgvc(dataset, root, protocol, train_tf, eval_tf, norm, only_train)
     task_dir = root / "vtab-1k" / dataset.folder
     if dataset.suite == "embedded":
         ensure_embedded(dataset.name, task_dir)
@@ -119,6 +121,7 @@ def _fgvc(
     train_tf: Callable,
     eval_tf: Callable,
     norm: dict[str, Any],
+    only_train: bool = False,
 ) -> Splits:
     folder = root / dataset.folder
     if not folder.is_dir():
@@ -135,7 +138,7 @@ def _fgvc(
     raw = {s: read_json_split(folder / f"{s}.json") for s in ("train", "val", "test")}
     label_of = fgvc_label_map(raw, dataset.num_classes, folder)
     entries = {s: [(k, label_of[v]) for k, v in split.items()] for s, split in raw.items()}
-    train_names, eval_name = FGVC_SPLITS[protocol]
+    train_names, eval_name = FGVC_FINAL_ONLY_TRAIN if only_train else FGVC_SPLITS[protocol]
     named = [(s, entries[s]) for s in (*train_names, eval_name)]
     base = folder / dataset.image_dir
     if not base.is_dir():

@@ -218,8 +218,9 @@ class IndexBatches:
     generator the same way, so the run's shuffling and its resume state do not depend on the cache.
     """
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
-        self.loader = DataLoader(range(n), batch_size=batch_size, shuffle=True, generator=generator)
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, drop_last: bool = False) -> None:
+        self.loader = DataLoader(range(n), batch_size=batch_size, shuffle=True, generator=generator,
+                                 drop_last=drop_last)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -232,9 +233,9 @@ class CachedBatches:
     """Training batches from a :class:`DecodedImageDataset`, already on the device and normalised."""
 
     def __init__(self, data: DecodedImageDataset, batch_size: int, generator: torch.Generator,
-                 device: torch.device) -> None:
+                 device: torch.device, drop_last: bool = False) -> None:
         self.data, self.device = data, device
-        self.indices = IndexBatches(len(data), batch_size, generator)
+        self.indices = IndexBatches(len(data), batch_size, generator, drop_last)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -12,6 +12,8 @@ SUITES = ("vtab", "fgvc", "embedded")
 GROUPS = ("natural", "specialized", "structured")
 NORMALIZE = ("backbone", "imagenet", "inception", "none")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+AUGMENTS = ("none", "randaugment")
+FGVC_FINAL_TRAIN = ("train_val", "train")
 
 # Names used in the wild -> the canonical config option (``configs/dataset/<suite>/<name>.yaml``).
 # Each alias is also a tiny YAML whose defaults list pulls in the canonical one, so ``dataset.name``
@@ -129,8 +131,24 @@ class DataConfig:
     interpolation: str = "bicubic"
     image_size: int = 224
     num_workers: int = 0
+    # training-split augmentation: none (VTAB-1k's protocol) | randaugment (timm RandAugment + horizontal flip)
+    augment: str = "none"
+    randaugment: str = "rand-m9-mstd0.5-inc1"  # timm's RandAugment config string (data.augment=randaugment)
+    # FGVC, protocol=final: train the final model on train+val (train_val) or on train.json only (train: VPT)
+    fgvc_final_train: str = "train_val"
 
     def __post_init__(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"data.augment={self.augment!r}; valid choices: {', '.join(AUGMENTS)}")
+        if not str(self.randaugment).startswith("rand"):
+            raise ConfigError(
+                f"data.randaugment={self.randaugment!r} is not a timm RandAugment string; it starts with 'rand', "
+                "e.g. rand-m9-mstd0.5-inc1"
+            )
+        if self.fgvc_final_train not in FGVC_FINAL_TRAIN:
+            raise ConfigError(
+                f"data.fgvc_final_train={self.fgvc_final_train!r}; valid choices: {', '.join(FGVC_FINAL_TRAIN)}"
+            )
         if self.normalize not in NORMALIZE:
             raise ConfigError(f"data.normalize={self.normalize!r}; valid choices: {', '.join(NORMALIZE)}")
         if self.interpolation not in INTERPOLATIONS:

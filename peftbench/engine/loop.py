@@ -29,13 +29,14 @@ from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fuse
 from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("per_step", "per_epoch")
 
 
 @dataclasses.dataclass
 class TrainerConfig:
-    """The ``trainer:`` group. Defaults follow the common VTAB-1k recipe (NOAH / VPT):
-    100 epochs, batch 64, AdamW, lr 1e-3, weight decay 1e-4, 10 warmup epochs, cosine decay."""
+    """The ``trainer:`` group. Defaults: 100 epochs, batch 64, AdamW, lr 1e-3, weight decay 1e-4, 10 linear warmup
+    epochs, cosine decay per step (the harness's shared recipe; paper recipes are in ``configs/experiment/``)."""
 
     epochs: int = 100
     batch_size: int = 64
@@ -47,7 +48,7 @@ class TrainerConfig:
     min_lr: float = 1e-8
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU; fp16 = autocast + gradient scaler
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 0  # also evaluate every N epochs (recorded apart; 0 = only after the last epoch)
     progress: bool = True
@@ -61,13 +62,35 @@ class TrainerConfig:
     # timed calls of infer_img_s, each on one eval batch of eval_batch_size; 0 = time the final evaluation's
     # model calls instead (batches after the first; the separate measurement where that ran on cached activations)
     infer_iters: int = 5
+    drop_last: bool = False  # drop the last incomplete training batch of every epoch
+    lr_schedule: str = "per_step"  # per_step: warmup + cosine per step | per_epoch: timm's CosineLRScheduler
+    cooldown_epochs: int = 0  # epochs at min_lr after the cosine (timm's cooldown); the run trains epochs + these
+    lr_base_batch: int = 0  # 0: trainer.lr as given; N: peak lr = trainer.lr * batch_size / N (VPT: 256)
+    # 0-based epoch indices after which the evaluation split is also evaluated (the max over them and the last
+    # epoch is recorded as max_eval_accuracy; the sources that report "max test accuracy" evaluate these)
+    eval_epochs: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the run trains: the schedule's plus the cooldown."""
+        return self.epochs + self.cooldown_epochs
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate the schedule peaks at (``lr_base_batch`` scales it by batch / base)."""
+        return self.lr * self.batch_size / self.lr_base_batch if self.lr_base_batch else self.lr
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"trainer.lr_schedule={self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("cooldown_epochs", "lr_base_batch"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(self, key)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ConfigError(
                 f"trainer.warmup_epochs must be in [0, trainer.epochs={self.epochs}], got {self.warmup_epochs}"
@@ -80,6 +103,21 @@ class TrainerConfig:
             raise ConfigError(
                 f"trainer.infer_iters must be >= 0 (0: measure on the final evaluation), got {self.infer_iters}"
             )
+        self.eval_epochs = list(self.eval_epochs or [])
+        bad = [e for e in self.eval_epochs if isinstance(e, bool) or not isinstance(e, int)
+               or not 0 <= e < self.total_epochs]
+        if bad:
+            raise ConfigError(
+                f"trainer.eval_epochs must hold 0-based epoch indices in [0, {self.total_epochs - 1}] "
+                f"(trainer.epochs + trainer.cooldown_epochs = {self.total_epochs}), got {bad}"
+            )
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the evaluation split is evaluated after 0-based epoch ``epoch`` besides the final evaluation."""
+        if epoch + 1 >= self.total_epochs:
+            return False  # the final evaluation follows
+        periodic = bool(self.eval_every) and (epoch + 1) % self.eval_every == 0
+        return periodic or epoch in self.eval_epochs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,7 +136,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``), none on CPU unless ``bf16`` is asked for."""
+    """bf16 autocast on CUDA (``auto`` or ``bf16``), fp16 for ``fp16``, none on CPU unless asked for."""
+    if precision == "fp16":
+        return torch.float16
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
@@ -196,17 +236,19 @@ def train_and_evaluate(
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(
-        params, optim_cfg, cfg.lr, cfg.weight_decay, fused=use_fused_adamw(device, optim_cfg)
+        params, optim_cfg, cfg.peak_lr, cfg.weight_decay, fused=use_fused_adamw(device, optim_cfg)
     )
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)
     dtype = autocast_dtype(cfg.precision, device)
+    # fp16 autocast needs loss scaling (small gradients underflow in fp16); bf16 and fp32 do not
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     t_setup = time.perf_counter()
     inputs = build_train_inputs(
         model, train_data, cfg.batch_size, cfg.eval_batch_size, generator, device, dtype, num_workers,
         cfg.input_cache, cfg.prefix_cache, cfg.compile_backend if cfg.compile else None,
-        eval_data if cfg.eval_every else None,
+        eval_data if (cfg.eval_every or cfg.eval_epochs) else None, drop_last=cfg.drop_last,
     )
     setup_seconds = time.perf_counter() - t_setup  # decoding / prefix caches, counted as training time
     loader, clock = inputs.batches, WaitClock()
@@ -221,8 +263,12 @@ def train_and_evaluate(
         return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers, timing)
 
     steps_per_epoch = len(loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = cfg.warmup_epochs * steps_per_epoch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"trainer.drop_last=true with trainer.batch_size={cfg.batch_size} leaves no batch of the "
+            f"{len(train_data)} training images; lower trainer.batch_size or set trainer.drop_last=false"
+        )
+    set_lr = _schedule(cfg, optimizer, steps_per_epoch)
     probe = None if cfg.compile else StepProbe(model, optimizer, device)
     history: list[dict[str, float]] = []
     epoch_times: list[tuple[float, int]] = []
@@ -231,9 +277,11 @@ def train_and_evaluate(
     if checkpoint is not None and (saved := checkpoint.restore(model, optimizer, generator, steps_per_epoch)):
         first_epoch, step, loss_value = saved["epoch"], saved["step"], saved["loss_value"]
         history, epoch_times = saved["history"], saved["epoch_times"]
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
     restored_epochs = len(epoch_times)
     t_start = time.perf_counter()
-    epochs = range(first_epoch, cfg.epochs)
+    epochs = range(first_epoch, cfg.total_epochs)
     if cfg.progress:
         from tqdm.auto import tqdm
 
@@ -242,8 +290,7 @@ def train_and_evaluate(
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         for images, labels in clock.wrap(loader):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, warmup_steps, cfg.lr, cfg.warmup_lr, cfg.min_lr)
+            set_lr(epoch, step)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             # the first step is measured (engine/costs.py: the hooks look, the numbers are the same)
             measuring = probe is not None and probe.costs is None
@@ -254,10 +301,7 @@ def train_and_evaluate(
                 finite = bool(torch.isfinite(loss))
                 if finite:
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    optimizer.step()
+                    _backward_and_step(loss, optimizer, params, cfg.grad_clip, scaler)
             if not finite:
                 status = "diverged"
                 message = f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}"
@@ -272,7 +316,7 @@ def train_and_evaluate(
         loss_value = loss_sum / max(seen, 1)
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
                                   "data_wait_s": clock.epochs[-1]}
-        if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
+        if cfg.evaluates_after(epoch):
             record["eval_accuracy"] = run_eval()
             history.append({"epoch": epoch + 1, "eval_accuracy": record["eval_accuracy"]})
         if log is not None:
@@ -281,17 +325,17 @@ def train_and_evaluate(
             epochs.set_postfix(loss=f"{loss_value:.4f}")  # type: ignore[union-attr]
         if checkpoint is not None:
             loop_state = {"epoch": epoch + 1, "step": step, "loss_value": loss_value, "history": history,
-                          "epoch_times": epoch_times}
-            checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.epochs)
+                          "epoch_times": epoch_times, "scaler": scaler.state_dict() if scaler else None}
+            checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.total_epochs)
     train_seconds = time.perf_counter() - t_start + setup_seconds
     costs = probe.costs if probe is not None else None
     accuracy = None
     timing: list[tuple[int, float]] = []
     if status == "success":
         accuracy = run_eval(timing)
-        history.append({"epoch": cfg.epochs, "eval_accuracy": accuracy})
+        history.append({"epoch": cfg.total_epochs, "eval_accuracy": accuracy})
         if log is not None:
-            log({"epoch": cfg.epochs, "eval_accuracy": accuracy, "final": True})
+            log({"epoch": cfg.total_epochs, "eval_accuracy": accuracy, "final": True})
     return TrainOutcome(
         status=status,
         accuracy=accuracy,
@@ -308,6 +352,56 @@ def train_and_evaluate(
         eval_infer_img_s=sum(n for n, _ in timing) / sum(t for _, t in timing) if timing else None,
         step_costs=costs,
     )
+
+
+def _schedule(cfg: TrainerConfig, optimizer: torch.optim.Optimizer,
+              steps_per_epoch: int) -> Callable[[int, int], None]:
+    """``set_lr(epoch, step)``, called before every step: the learning rate of ``trainer.lr_schedule``.
+
+    ``per_step``: linear warmup and cosine decay as functions of the global step (:func:`lr_at`).
+    ``per_epoch``: timm's ``CosineLRScheduler`` as timm's train.py drives it (``t_in_epochs``, set at the start of
+    every epoch, constant within it: warmup from ``warmup_lr``, then cosine over ``trainer.epochs`` counted from
+    epoch 0, then ``min_lr``). Both hold ``min_lr`` through the cooldown epochs.
+    """
+    peak = cfg.peak_lr
+    if cfg.lr_schedule == "per_epoch":
+        from timm.scheduler import CosineLRScheduler
+
+        scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
+                                      warmup_lr_init=cfg.warmup_lr, cycle_limit=1, t_in_epochs=True)
+        current = [-1]
+
+        def per_epoch(epoch: int, step: int) -> None:
+            if epoch != current[0]:
+                scheduler.step(epoch)
+                current[0] = epoch
+
+        return per_epoch
+    total_steps, warmup_steps = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+
+    def per_step(epoch: int, step: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total_steps, warmup_steps, peak, cfg.warmup_lr, cfg.min_lr)
+
+    return per_step
+
+
+def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                       grad_clip: float, scaler: torch.amp.GradScaler | None) -> None:
+    """Backward and one optimizer step; with a gradient scaler (fp16), gradients are unscaled before clipping and
+    a step whose gradients overflowed is skipped (the scaler lowers its scale), as torch's AMP recipe does."""
+    if scaler is None:
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def _decoded_eval_split(data: Dataset, cfg: TrainerConfig, device: torch.device, workers: int,

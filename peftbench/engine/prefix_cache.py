@@ -143,9 +143,9 @@ class _FeatureBatches:
     """Cached prefix activations in the shuffled order of the images they came from."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, drop_last: bool = False) -> None:
         self.features, self.labels = features, labels  # (N, ...) on the device, (N,)
-        self.indices = IndexBatches(features.shape[0], batch_size, generator)
+        self.indices = IndexBatches(features.shape[0], batch_size, generator, drop_last)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -186,6 +186,7 @@ def build_train_inputs(
     prefix_cache: bool = True,
     compile_backend: str | None = None,
     eval_data: Dataset | None = None,
+    drop_last: bool = False,
 ) -> TrainInputs:
     """Choose how training batches are made and what the loop calls on them.
 
@@ -201,8 +202,9 @@ def build_train_inputs(
         input_cache: allow decoding a deterministic split once.
         prefix_cache: allow caching the frozen prefix of the model on a decoded split.
         compile_backend: ``torch.compile`` the training forward with this backend (None: eager).
-        eval_data: the evaluation split, given when it is evaluated more than once (``trainer.eval_every``):
-            with a cached training prefix it is decoded and its prefix computed once too.
+        eval_data: the evaluation split, given when it is evaluated more than once (``trainer.eval_every`` /
+            ``eval_epochs``): with a cached training prefix it is decoded and its prefix computed once too.
+        drop_last: drop the last incomplete batch of every epoch (``trainer.drop_last``).
 
     Returns:
         The batches, the forward callable and the decisions, for the result JSON.
@@ -225,17 +227,18 @@ def build_train_inputs(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     if cached is None:
         batches = DataLoader(train_data, batch_size=batch_size, shuffle=True, generator=generator,
-                             **loader_kwargs(num_workers, device))
+                             drop_last=drop_last, **loader_kwargs(num_workers, device))
         record["prefix_cache"] = {"enabled": False, "reason": "inputs change every epoch or are not decoded once"}
     else:
-        batches = CachedBatches(cached, batch_size, generator, device)
+        batches = CachedBatches(cached, batch_size, generator, device, drop_last)
         split = frozen_prefix(model) if prefix_cache else "disabled (trainer.prefix_cache=false)"
         if isinstance(split, str):
             record["prefix_cache"] = {"enabled": False, "reason": split}
         else:
             prefix, suffix = split
             batches, forward, record["prefix_cache"] = _prefix_batches(
-                model, prefix, suffix, cached, batch_size, prefix_batch_size, generator, device, dtype, batches)
+                model, prefix, suffix, cached, batch_size, prefix_batch_size, generator, device, dtype, batches,
+                drop_last)
             if record["prefix_cache"]["enabled"] and eval_data is not None:
                 evaluator, record["eval_prefix_cache"] = _eval_cache(
                     model, prefix, suffix, eval_data, prefix_batch_size, device, dtype, num_workers)
@@ -250,7 +253,8 @@ def build_train_inputs(
 
 def _prefix_batches(model: nn.Module, prefix: list[Unit], suffix: list[Unit], cached: DecodedImageDataset, batch_size: int,
                     prefix_batch_size: int, generator: torch.Generator, device: torch.device,
-                    dtype: torch.dtype | None, fallback: CachedBatches) -> tuple[Any, Any, dict[str, Any]]:
+                    dtype: torch.dtype | None, fallback: CachedBatches,
+                    drop_last: bool = False) -> tuple[Any, Any, dict[str, Any]]:
     """Compute the prefix once when its activations fit; else keep training on images."""
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -267,7 +271,7 @@ def _prefix_batches(model: nn.Module, prefix: list[Unit], suffix: list[Unit], ca
     labels = cached.labels.to(device)
     info.update(enabled=True, reason="fixed inputs and a frozen, deterministic prefix",
                 build_seconds=time.perf_counter() - t0)
-    return _FeatureBatches(features, labels, batch_size, generator), _run_from(suffix), info
+    return _FeatureBatches(features, labels, batch_size, generator, drop_last), _run_from(suffix), info
 
 
 def _run_from(units: list[Unit]) -> Callable[[torch.Tensor], torch.Tensor]:

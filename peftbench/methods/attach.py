@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from peftbench.methods.base import PeftMethod, count, head_parameters
+from peftbench.methods.base import PeftMethod, PeftModule, count, head_parameters
 from peftbench.records import ParamCounts
 
 
@@ -45,3 +46,42 @@ def attach_method(model: nn.Module, method: PeftMethod, train_head: bool = True)
         backbone_params=base_count,
         trainable_percent=100.0 * without_head / max(base_count, 1),
     )
+
+
+def method_linears(model: nn.Module) -> list[nn.Module]:
+    """The linear maps a method added: ``nn.Linear`` layers and modules that hold linear-map weights as raw
+    parameters (named in their ``LINEAR_WEIGHTS``, e.g. LoRA's ``lora_A`` / ``lora_B``), inside a
+    :class:`PeftModule` and not below a ``base_layer``."""
+    found: list[nn.Module] = []
+
+    def walk(module: nn.Module, owned: bool) -> None:
+        owned = owned or isinstance(module, PeftModule)
+        if owned and (isinstance(module, nn.Linear) or getattr(module, "LINEAR_WEIGHTS", ())):
+            found.append(module)
+        for name, child in module.named_children():
+            walk(child, owned and name != "base_layer")
+
+    walk(model, False)
+    return found
+
+
+@torch.no_grad()
+def noah_reinit(model: nn.Module, std: float = 0.02) -> int:
+    """NOAH's initialisation of the linear maps a method added (``method_init=noah``).
+
+    NOAH builds its model with the method's layers inside, then applies the ViT weight init to every module
+    before loading the pretrained backbone: every new Linear ends with trunc-normal(std) weights and zero bias,
+    whatever the method's own init was (so its LoRA B is not zero and its adapters are not Xavier). Returns the
+    number of modules re-initialised.
+    """
+    from timm.layers import trunc_normal_
+
+    modules = method_linears(model)
+    for module in modules:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                module.bias.zero_()
+        for name in getattr(module, "LINEAR_WEIGHTS", ()):
+            trunc_normal_(getattr(module, name), std=std)
+    return len(modules)

@@ -111,6 +111,8 @@ class LoRALinear(MergeableLinear):
     output of ``base_layer`` is ``num_slots`` slots of width ``W`` (timm's qkv: 3 slots q, k, v).
     """
 
+    LINEAR_WEIGHTS = ("lora_A", "lora_B")  # the weights of the down and up Linear maps (method_init=noah)
+
     def __init__(
         self,
         base_layer: nn.Linear,
