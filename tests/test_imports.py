@@ -17,13 +17,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "peftbench"
 
 LAYERS: dict[str, int] = {
-    "errors": 0, "config": 0, "paths": 0, "atomic": 0, "records": 0,
+    "errors": 0, "config": 0, "paths": 0, "atomic": 0, "records": 0, "per_task": 0,
     "models": 1, "data": 1, "methods": 1, "engine": 1, "loggers": 1, "prepare": 1, "sweeps": 1,
     "assemble": 2,
     "apps": 3, "results": 3,
     "cli": 4,
 }
-NO_TORCH = ("peftbench.errors", "peftbench.config", "peftbench.paths", "peftbench.atomic", "peftbench.records")
+NO_TORCH = ("peftbench.errors", "peftbench.config", "peftbench.paths", "peftbench.atomic", "peftbench.records",
+            "peftbench.per_task")
 
 
 def _module_name(path: Path) -> str:

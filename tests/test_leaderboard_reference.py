@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pandas as pd
 import pytest
 
 from peftbench.atomic import write_json_atomic
+from peftbench.config import compose
 from peftbench.records import config_hash, run_dir
 from peftbench.results.leaderboard import build
 from peftbench.results.reference import load_reference, ppt
@@ -17,12 +19,24 @@ from peftbench.results.tradeoffs import pareto_mask
 REFERENCE_COLUMNS = ["suite", "backbone", "method", "display_name", "paper_mean", "params_M", "paper_ppt", "source"]
 
 
+@functools.cache
+def _method_block(method: str) -> dict:
+    """The registered defaults of ``method`` (the setting published rows are matched against), else a bare name."""
+    try:
+        return compose([f"method={method}"])["method"]
+    except Exception:  # a name the registry does not have
+        return {"name": method}
+
+
 def write_run(results, *, task, method="lora", suite="vtab", backbone="vit_b16_in21k", seed=0, acc=50.0,
               status="success", family="partial", params=294_912, head=769 * 100, mem=1000.0, img_s=100.0,
-              protocol="final", finished="2026-01-01T00:00:00", metrics=None):
+              protocol="final", finished="2026-01-01T00:00:00", metrics=None, recipe=None, method_options=None):
     """One result JSON written by the project's own writer at the path a run would use."""
-    cfg = {"backbone": {"name": backbone}, "method": {"name": method}, "dataset": {"name": task, "suite": suite},
+    method_block = {**_method_block(method), **(method_options or {})}
+    cfg = {"backbone": {"name": backbone}, "method": method_block, "dataset": {"name": task, "suite": suite},
            "trainer": {"lr": 1e-3}, "seed": seed, "protocol": protocol}
+    if recipe is not None:
+        cfg["recipe"] = {"name": recipe}
     h = config_hash(cfg)
     res = {
         "schema_version": 1, "status": status, "message": "" if status == "success" else "boom", "suite": suite,
@@ -42,14 +56,16 @@ def write_run(results, *, task, method="lora", suite="vtab", backbone="vit_b16_i
     return path
 
 
-def write_reference(folder, rows, suite="vtab"):
-    """A reference CSV in the documented format; ``rows`` maps display name -> (method, backbone, accs, params_M)."""
+def write_reference(folder, rows, suite="vtab", extra=None):
+    """A reference CSV in the documented format; ``rows`` maps display name -> (method, backbone, accs, params_M);
+    ``extra`` maps display name -> further columns (recipe, reports)."""
     tasks = VTAB_TASKS if suite == "vtab" else FGVC_TASKS
     records = []
     for name, (method, backbone, accs, params) in rows.items():
         records.append({"suite": suite, "backbone": backbone, "method": method, "display_name": name,
                         **dict(zip(tasks, accs, strict=True)), "paper_mean": sum(accs) / len(accs),
-                        "params_M": params, "paper_ppt": "", "source": f"test source for {name}"})
+                        "params_M": params, "paper_ppt": "", "source": f"test source for {name}",
+                        **(extra or {}).get(name, {})})
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(records).to_csv(folder / f"{suite}_test.csv", index=False)
 
@@ -167,3 +183,47 @@ def test_costs_come_from_one_device_and_costs_csv_has_each(tmp_path):
     costs = pd.read_csv(tmp_path / "leaderboard" / "costs.csv").set_index("device")
     assert costs.loc["gpu-b", "peak_train_mem_mb"] == 5000.0 and costs.loc["gpu-b", "runs"] == 1
     assert costs.loc["cpu-a", "runs"] == 2
+
+
+def test_max_test_table_and_a_source_that_reports_max_test_is_compared_with_it(tmp_path):
+    for i, task in enumerate(VTAB_TASKS):
+        metrics = {"accuracy": 60.0, "max_eval_accuracy": 65.0 + i, "max_eval_epoch": 50, "evaluated_epochs": [50, 100],
+                   "trainable_params": 294_912 + 76_900, "trainable_params_without_head": 294_912}
+        write_run(tmp_path, task=task, metrics=metrics, recipe="noah/lora")
+        write_run(tmp_path, task=task, acc=58.0)  # the registered defaults, no recipe
+    paper = [50.0] * 19
+    write_reference(tmp_path / "reference", {"LoRA (NOAH)": ("lora", "vit_b16_in21k", paper, 0.29),
+                                             "LoRA (defaults)": ("lora", "vit_b16_in21k", paper, 0.29)},
+                    extra={"LoRA (NOAH)": {"recipe": "noah/lora", "reports": "max_test"}})
+    board = build(tmp_path)
+    last = pd.read_csv(board.written["vtab1k"]).fillna({"recipe": ""}).set_index("recipe")
+    best = pd.read_csv(board.written["vtab1k_max_test"]).fillna({"recipe": ""}).set_index("recipe")
+    assert sorted(last.index) == sorted(best.index) == ["", "noah/lora"]
+    assert (last.loc["noah/lora", "cifar"], best.loc["noah/lora", "cifar"]) == (60.0, 65.0)
+    assert best.loc["", "cifar"] == pytest.approx(58.0)  # runs recorded before max_eval: the last epoch
+    versus = pd.read_csv(board.written["vtab1k_vs_reference"]).fillna({"recipe": ""})
+    pairs = set(zip(versus["recipe"], versus["reference"], versus["reports"], strict=True))
+    assert pairs == {("noah/lora", "LoRA (NOAH)", "max_test"), ("", "LoRA (defaults)", "last")}
+    cifar = versus[versus["metric"] == "cifar"].set_index("reference")
+    assert cifar.loc["LoRA (NOAH)", "ours"] == pytest.approx(65.0)  # its max, not its last epoch (60)
+    assert cifar.loc["LoRA (defaults)", "ours"] == pytest.approx(58.0)
+
+
+def test_a_run_with_another_setting_is_not_set_against_the_published_row(tmp_path):
+    for task in VTAB_TASKS:
+        write_run(tmp_path, task=task, method_options={"rank": 16})
+    write_reference(tmp_path / "reference", {"LoRA": ("lora", "vit_b16_in21k", [50.0] * 19, 0.29)},
+                    extra={"LoRA": {"recipe": "noah/lora", "reports": "max_test"}})
+    versus = pd.read_csv(build(tmp_path).written["vtab1k_vs_reference"])
+    assert len(versus) == 1 and versus["reference_status"].iloc[0].startswith("no published row with this setting")
+    assert "experiment=noah/lora" in versus["reference_status"].iloc[0]
+
+
+def test_params_are_the_mean_over_tasks_of_per_task_counts(tmp_path):
+    for i, task in enumerate(VTAB_TASKS):
+        params = 100_000 if i % 2 else 200_000  # per-task ranks, as FacT-TK's 32 / 16
+        write_run(tmp_path, task=task, params=params)
+    table = pd.read_csv(build(tmp_path).written["vtab1k"])
+    expected = (10 * 200_000 + 9 * 100_000) / 19
+    assert table["params_M"].iloc[0] == pytest.approx(expected / 1e6)
+    assert table["ppt"].iloc[0] == pytest.approx(ppt(table["mean_over_tasks"].iloc[0], expected))

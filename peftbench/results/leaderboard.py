@@ -15,6 +15,10 @@ Written to ``<results>/leaderboard/``:
   batch-1 latency) of one device, named in ``cost_device``. A group mean is empty unless every task of the
   group has a result.
 * ``fgvc.csv``: the 5 FGVC sets, their mean, params, ``ppt``, costs. ``embedded.csv``: the embedded tasks.
+* ``<table>_max_test.csv``: the same tables from each run's best evaluated epoch (``max_eval_accuracy``: the
+  "max test accuracy over checkpoints" several sources print), never the headline.
+* Rows are keyed by backbone x method x method setting x ``recipe`` (``configs/experiment/``; empty without
+  one); ``params_M`` is the mean over tasks of each task's count (per-task settings differ), as papers print.
 * ``vtab1k_vs_reference.csv`` / ``fgvc_vs_reference.csv``: ours, the published number and ours - paper
   per task, group and mean (:mod:`peftbench.results.reference`), only on the same backbone.
 * ``significance.csv``: per pair of rows of one backbone and table, a Wilcoxon signed-rank test over the
@@ -57,7 +61,10 @@ from peftbench.results.statistics import ci95_half_width, mean_rank, significanc
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
 from peftbench.results.tradeoffs import pareto_table
 
-ROW_KEYS = ["backbone", "method", "method_setting"]
+ROW_KEYS = ["backbone", "method", "method_setting", "recipe"]
+# the two numbers a suite table can hold: the last epoch's (the headline) and the best evaluated epoch's
+# ("max test accuracy over checkpoints", which NOAH, FacT, RepAdapter, SSF and V-PETL's re-runs report)
+METRICS = {"accuracy": "", "max_eval_accuracy": "_max_test"}
 IN_PROGRESS = "in_progress"  # how problems.csv lists runs not finished yet
 # the epoch checkpoint's metadata file (peftbench.engine.checkpoint.RESUME_META; not imported: no torch here)
 RESUME_META = "resume.json"
@@ -98,8 +105,12 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     res = record.to_dict()
     cfg = record.provenance.config
     method_block = cfg.get("method", {})
-    row = {k: v for k, v in res.items() if k not in ("config", "metrics", "versions", "normalization")}
+    row = {k: v for k, v in res.items()
+           if k not in ("config", "metrics", "versions", "normalization", "per_task", "adjustments")}
     row["method_setting"] = method_setting(method_block)
+    recipe = cfg.get("recipe")
+    row["recipe"] = str(recipe.get("name", "")) if isinstance(recipe, dict) else ""
+    row["per_task_source"] = record.per_task.source if record.per_task is not None else ""
     # the same weights path with other contents is another setting: the recorded digest, not today's file
     row["setting_hash"] = setting_hash(cfg, record.identity.backbone_weights_sha256, record.identity.precision)
     row["method_options"] = json.dumps({k: v for k, v in method_block.items() if k not in ("name", "label")},
@@ -107,6 +118,10 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     for key, value in record.metrics.to_dict().items():
         if not isinstance(value, (list, dict)):
             row[key] = value
+    if record.status == "success" and "max_eval_accuracy" not in row:
+        # runs from before the record had it: the best periodic evaluation where there were some, else the only
+        # evaluation, the last epoch's
+        row["max_eval_accuracy"] = row.get("max_eval_accuracy_during_training", row.get("accuracy"))
     row["result_path"] = str(path)
     return row
 
@@ -179,10 +194,12 @@ def collect_runs(results_dir: str | Path) -> tuple[pd.DataFrame, list[dict[str, 
 
 
 def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tuple[str, ...]] | None,
-                 problems: list[dict[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean/std/ci95 over seeds per task, one row per backbone x method x method setting.
+                 problems: list[dict[str, str]], metric: str = "accuracy") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean/std/ci95 over seeds per task, one row per backbone x method x method setting x recipe.
 
-    Rows are keyed by backbone, so runs on different backbones are never averaged together.
+    Rows are keyed by backbone, so runs on different backbones are never averaged together. ``metric`` is the
+    run column averaged (``accuracy`` or ``max_eval_accuracy``); superseded settings are reported once, for
+    the headline table.
 
     Returns:
         The table, and the runs it averaged (the chosen setting of each row and task).
@@ -202,7 +219,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
                 row[f"{task}_n"] = 0
                 continue
             latest = runs.sort_values("finished_at")["setting_hash"].iloc[-1]
-            for other in sorted(set(runs["setting_hash"]) - {latest}):
+            for other in sorted(set(runs["setting_hash"]) - {latest}) if metric == "accuracy" else ():
                 problems.append({
                     "result_path": ";".join(runs[runs["setting_hash"] == other]["result_path"]),
                     "status": "superseded",
@@ -211,7 +228,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
                 })
             chosen = runs[runs["setting_hash"] == latest]
             used.append(chosen)
-            acc = chosen["accuracy"].astype(float)
+            acc = chosen[metric].astype(float)
             row[task] = acc.mean()
             row[f"{task}_std"] = acc.std(ddof=0) if len(acc) > 1 else 0.0
             row[f"{task}_ci95"] = ci95_half_width(acc.tolist())
@@ -220,12 +237,15 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         present = [row[t] for t in tasks if row[t] is not None]
         row["mean_over_present_tasks"] = sum(present) / len(present) if present else None
         row["tasks_present"] = len(present)
-        row["params_M"] = part["trainable_params_without_head"].max() / 1e6
-        row["params_with_head_M"] = part["trainable_params"].max() / 1e6
-        row["trainable_percent"] = part["trainable_percent"].max() if "trainable_percent" in part else None
-        # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
-        row["ppt"] = ppt(row["mean_over_tasks"], part["trainable_params_without_head"].max())
         chosen_runs = pd.concat(used)
+        # the mean over tasks of each task's count, as papers print "Params" for per-task settings
+        per_task = chosen_runs.groupby("task")[["trainable_params_without_head", "trainable_params"]].mean()
+        row["params_M"] = per_task["trainable_params_without_head"].mean() / 1e6
+        row["params_with_head_M"] = per_task["trainable_params"].mean() / 1e6
+        row["trainable_percent"] = (chosen_runs.groupby("task")["trainable_percent"].mean().mean()
+                                    if "trainable_percent" in chosen_runs else None)
+        # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
+        row["ppt"] = ppt(row["mean_over_tasks"], row["params_M"] * 1e6)
         averaged.append(chosen_runs)
         # costs from one device, never mixed: the one most of the row's runs ran on (costs.csv has every device)
         devices = chosen_runs["device"].value_counts() if "device" in chosen_runs else pd.Series([], dtype=int)
@@ -294,6 +314,9 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             if part.empty:
                 continue
             table, averaged = _suite_table(part, tasks, groups, problems)
+            best, _ = _suite_table(part, tasks, groups, problems, metric="max_eval_accuracy")
+            best.to_csv(out / f"{name}_max_test.csv", index=False)
+            written[f"{name}_max_test"] = out / f"{name}_max_test.csv"
             note = too_few_seeds(name, averaged, ROW_KEYS)
             if note:
                 notes.append(note)
@@ -305,7 +328,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             written[name] = out / f"{name}.csv"
             tables[name] = (suite, table)
             if suite in SUITE_TASKS:
-                versus = compare(table, reference, suite)
+                versus = compare({"last": table, "max_test": best}, reference, suite)
                 versus.to_csv(out / f"{name}_vs_reference.csv", index=False)
                 written[f"{name}_vs_reference"] = out / f"{name}_vs_reference.csv"
         costs = cost_table(ok)

@@ -25,9 +25,13 @@ REQUIRED_COLUMNS = ("suite", "backbone", "method", "display_name", "source")
 SUITE_TASKS: dict[str, tuple[str, ...]] = {"vtab": VTAB_TASKS, "fgvc": FGVC_TASKS}
 SUITE_GROUPS: dict[str, dict[str, tuple[str, ...]] | None] = {"vtab": VTAB_GROUPS, "fgvc": None}
 
+# optional text columns: the recipe that reproduces a row (configs/experiment/<recipe>.yaml), which number its
+# source printed (last epoch or max test accuracy over evaluated epochs), the seeds, and a free comparability note
+TEXT_COLUMNS = ("recipe", "reports", "seeds", "comparable")
+REPORTS = ("last", "max_test")
 # V-PETL Bench's Performance-Parameter Trade-off normalises the trainable-parameter count by 10^7.
 PPT_PARAM_SCALE = 1e7
-ROW_KEYS_OUT = ("backbone", "method", "method_setting")
+ROW_KEYS_OUT = ("backbone", "method", "method_setting", "recipe")
 
 
 def ppt(mean_accuracy: float | None, trainable_params: float | None) -> float | None:
@@ -98,7 +102,8 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
     frames = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            frame = pd.read_csv(path, dtype={"method": str, "family": str, "notes": str}, keep_default_na=False,
+            frame = pd.read_csv(path, dtype={c: str for c in ("method", "family", "notes", *TEXT_COLUMNS)},
+                                keep_default_na=False,
                                 na_values={c: [""] for c in (*VTAB_TASKS, *FGVC_TASKS, "paper_mean", "params_M",
                                                              "paper_ppt")})
         except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -127,7 +132,8 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if bad_suites:
         raise DataError(f"reference table {path}: unknown suite(s) {', '.join(map(str, bad_suites))}; "
                         f"valid choices: {', '.join(sorted(SUITE_TASKS))}")
-    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", "family", "source_table", "notes"}
+    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", "family", "source_table", "notes",
+                                     *TEXT_COLUMNS}
     for suite in set(frame["suite"]):
         tasks = SUITE_TASKS[suite]
         absent = [t for t in tasks if t not in frame.columns]
@@ -143,26 +149,71 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if unsourced:
         raise DataError(f"reference table {path}: row(s) {', '.join(str(i + 2) for i in unsourced)} "
                         "have no source; every published number must name where it was read")
-    numeric = [c for c in frame.columns if c in known - set(REQUIRED_COLUMNS) - {"family", "source_table", "notes"}]
+    numeric = [c for c in frame.columns
+               if c in known - set(REQUIRED_COLUMNS) - {"family", "source_table", "notes", *TEXT_COLUMNS}]
     for col in numeric:
         converted = pd.to_numeric(frame[col], errors="coerce")
         if (converted.isna() & frame[col].notna()).any():
             raise DataError(f"reference table {path}: column {col} holds a value that is not a number")
         frame[col] = converted
-    for col in ("method", "family"):
+    for col in ("method", "family", "recipe", "reports"):
         frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
+    bad = sorted(set(frame["reports"]) - {"", *REPORTS})
+    if bad:
+        raise DataError(f"reference table {path}: reports {', '.join(bad)}; valid: {', '.join(REPORTS)} (or empty = last)")
     return frame
 
 
-def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataFrame:
+def default_setting(method: str) -> str | None:
+    """The ``method_setting`` of a registered method's YAML defaults (None when it cannot be composed)."""
+    from peftbench.config import compose
+    from peftbench.records import method_setting
+
+    try:
+        return method_setting(compose([f"method={method}"])["method"])
+    except Exception:  # an unregistered name or a config Hydra cannot compose: nothing to match against
+        return None
+
+
+def _matches(our: pd.Series, ref: pd.DataFrame, defaults: dict[str, str | None]) -> pd.DataFrame:
+    """The reference rows run with our row's full setting: the row's recipe when it names one, else the method's
+    registered defaults (a rank-16 LoRA run is never set against the rank-8 row)."""
+    if ref.empty:
+        return ref
+    same = ref[ref["backbone"] == our["backbone"]]
+    recipes = same["recipe"] if "recipe" in same else pd.Series("", index=same.index)
+    by_recipe = same[(recipes != "") & (recipes == our.get("recipe", ""))]
+    if our.get("recipe", ""):
+        return by_recipe
+    if our["method"] not in defaults:
+        defaults[our["method"]] = default_setting(our["method"])
+    if our["method_setting"] != defaults[our["method"]]:
+        return same.iloc[0:0]
+    return same[(recipes == "") & (same["method"] == our["method"])]
+
+
+def _why_unmatched(our: pd.Series, ref: pd.DataFrame) -> str:
+    same_method = ref[ref["method"] == our["method"]] if not ref.empty else ref
+    if same_method.empty:
+        return "no published row for this method"
+    if our["backbone"] not in set(same_method["backbone"]):
+        return "published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
+    recipes = sorted({r for r in same_method.get("recipe", pd.Series(dtype=str)) if r})
+    hint = f"; the published rows were run with experiment={', experiment='.join(recipes)}" if recipes else ""
+    return f"no published row with this setting (recipe {our.get('recipe', '') or 'none'}){hint}"
+
+
+def compare(ours: dict[str, pd.DataFrame], reference: pd.DataFrame, suite: str) -> pd.DataFrame:
     """Ours beside the papers: one row per our row x matching reference row x task / group / mean.
 
-    A reference row matches when its ``method`` and ``backbone`` equal ours. Our rows without a match
-    are listed once with ``reference_status`` saying why (no published row for the method, or only on
-    another backbone), so a missing comparison is visible rather than silent.
+    A reference row matches our row when both are on the same backbone and were run with the same setting: the
+    reference row's ``recipe`` equals ours, or (rows without a recipe) the method name equals ours and our run
+    used the method's registered defaults without a recipe. Each comparison uses the number the source printed
+    (the reference's ``reports``: ``last`` epoch, or ``max_test`` over evaluated epochs). Our rows without a match
+    are listed once with ``reference_status`` saying why, so a missing comparison is visible rather than silent.
 
     Args:
-        ours: a suite table from :func:`peftbench.results.leaderboard.build_leaderboard`.
+        ours: the suite tables by metric: ``{"last": table, "max_test": table}`` (``max_test`` optional).
         reference: :func:`load_reference`'s table.
         suite: ``"vtab"`` or ``"fgvc"``.
 
@@ -172,26 +223,29 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataF
     tasks, groups = SUITE_TASKS[suite], SUITE_GROUPS[suite]
     metrics = [*tasks, *(groups or {}), *(["mean_of_group_means"] if groups else []), "mean_over_tasks", "ppt"]
     ref = reference[reference["suite"] == suite] if not reference.empty else reference
+    last = ours["last"]
+    defaults: dict[str, str | None] = {}
     rows = []
-    for _, our in ours.iterrows():
-        key = {k: our[k] for k in ("backbone", "method", "method_setting")}
-        same_method = ref[ref["method"] == our["method"]] if not ref.empty else ref
-        matches = same_method[same_method["backbone"] == our["backbone"]] if not same_method.empty else same_method
+    for index, our in last.iterrows():
+        key = {k: our.get(k, "") for k in ROW_KEYS_OUT}
+        matches = _matches(our, ref, defaults)
         if matches.empty:
-            why = ("published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
-                   if not same_method.empty else "no published row for this method")
-            rows.append({**key, "reference": "", "source": "", "metric": "", "ours": None, "paper": None,
-                         "delta": None, "reference_status": why})
+            rows.append({**key, "reference": "", "source": "", "reports": "", "metric": "", "ours": None,
+                         "paper": None, "delta": None, "reference_status": _why_unmatched(our, ref)})
             continue
         for _, paper in matches.iterrows():
+            reports = paper.get("reports") or "last"
+            table = ours.get(reports)
+            mine_row = table.loc[index] if table is not None and index in table.index else None
             for metric in metrics:
-                mine, theirs = our.get(metric), paper.get(metric)
+                mine = None if mine_row is None else mine_row.get(metric)
+                theirs = paper.get(metric)
                 mine = None if mine is None or pd.isna(mine) else float(mine)
                 theirs = None if theirs is None or pd.isna(theirs) else float(theirs)
-                rows.append({**key, "reference": paper["display_name"], "source": paper["source"], "metric": metric,
-                             "ours": mine, "paper": theirs,
+                rows.append({**key, "reference": paper["display_name"], "source": paper["source"],
+                             "reports": reports, "metric": metric, "ours": mine, "paper": theirs,
                              "delta": None if mine is None or theirs is None else mine - theirs,
                              "reference_status": "matched"})
-    columns = [*ROW_KEYS_OUT, "reference", "source", "metric", "ours", "paper", "delta", "reference_status"]
+    columns = [*ROW_KEYS_OUT, "reference", "source", "reports", "metric", "ours", "paper", "delta",
+               "reference_status"]
     return pd.DataFrame(rows, columns=columns)
-
