@@ -385,3 +385,38 @@ def test_each_check_row_fires_alone(suite: str, row: str, tmp_path: Path) -> Non
     assert {name: fn(clean) for name, fn in table} == {name: [] for name, _ in table}
     fired = [name for name, fn in table if fn(broken)]
     assert fired == [row]
+
+
+def _unique_png(path: Path, i: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.zeros((8, 8), dtype=np.uint8)
+    pixels[0, 0], pixels[0, 1] = i % 256, i // 256  # every image differs
+    Image.fromarray(pixels).save(path)
+
+
+@pytest.fixture
+def split_folders(tmp_path: Path) -> Path:
+    """The widely shared layout: each list names its own copies (images/<split>/<name>)."""
+    task_dir = tmp_path / "vtab-1k" / "eurosat"
+    train = [(f"{i:06d}.png", i % 10) for i in range(1000)]
+    test = [(f"t{i:05d}.png", i % 10) for i in range(20)]
+    lists = {"train800": train[:800], "val200": train[800:], "train800val200": train, "test": test}
+    for split, rows in lists.items():
+        for name, _ in rows:
+            i = int(Path(name).stem.lstrip("t")) + (5000 if name.startswith("t") else 0)
+            _unique_png(task_dir / "images" / split / name, i)
+        _write_list(task_dir, split, [(f"images/{split}/{name}", y) for name, y in rows])
+    return task_dir
+
+
+@pytest.mark.parametrize("check_images", [True, False])
+def test_a_tree_with_one_image_folder_per_split_is_compared_by_image(split_folders: Path, check_images) -> None:
+    assert _problems(split_folders, check_images=check_images) == []
+    leaked = _rows(split_folders, "test")
+    shutil.copy(split_folders / "images/train800val200/000900.png", split_folders / "images/test/t00000.png")
+    if not check_images:  # without reading images, the file name within the split folder identifies it
+        (split_folders / "images/test/t00000.png").rename(split_folders / "images/test/000900.png")
+        leaked[0] = ("images/test/000900.png", leaked[0][1])
+        _write_list(split_folders, "test", leaked)
+    assert _problems(split_folders, check_images=check_images) == [
+        f"1 test images are also training images: {leaked[0][0]}"]

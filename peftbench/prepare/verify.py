@@ -6,7 +6,9 @@ VTAB-1k task folder:
     ``partial_test``: at least one entry, and the class-coverage check is skipped, for trees built on
     a subset of the evaluation split); no path appears twice in a list; labels lie in [0, C);
     train800 and val200 are disjoint and their union is exactly train800val200; no test image is a
-    training image; all lists together hold all C classes; every listed image exists and decodes.
+    training image; all lists together hold all C classes; every listed image exists and decodes. In the
+    widely shared layout where each split has its own image folder (``images/train800val200/...``), images
+    are compared by content, not by path.
 FGVC dataset folder:
     train/val/test.json exist and map paths to integer class ids; the split sizes are VPT's (with
     ``partial``: non-empty); the files hold exactly C distinct ids (as the reader requires) and
@@ -108,6 +110,10 @@ class VtabContext:
         lists: each of ``VTAB_LISTS`` -> its parsed entries, ``None`` where the file is missing.
         partial_test: test.txt may hold part of the test split.
         check_images: open and decode every listed image.
+        identity: listed path -> what makes two entries the same image. The path itself in a tree whose lists
+            share one image folder; in the widely shared layout where each split has its own folder
+            (``images/train800val200/...``), the file's content (or, with ``check_images`` off, its name
+            within the split folder), so the disjointness and union checks compare images, not paths.
     """
 
     task_dir: Path
@@ -115,6 +121,10 @@ class VtabContext:
     lists: dict[str, Entries | None]
     partial_test: bool = False
     check_images: bool = True
+    identity: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def key(self, path: str) -> str:
+        return self.identity.get(path, path)
 
 
 def _read_list(path: Path, num_classes: int) -> tuple[Entries | None, list[str]]:
@@ -173,7 +183,8 @@ def _vtab_train_val_disjoint(ctx: VtabContext) -> list[str]:
     train, val = ctx.lists["train800"], ctx.lists["val200"]
     if train is None or val is None:
         return []
-    overlap = sorted({p for p, _ in train} & {p for p, _ in val})
+    val_keys = {ctx.key(p) for p, _ in val}
+    overlap = sorted(p for p, _ in train if ctx.key(p) in val_keys)
     return [f"train800 and val200 share {len(overlap)} images: {_examples(overlap)}"] if overlap else []
 
 
@@ -181,12 +192,13 @@ def _vtab_union(ctx: VtabContext) -> list[str]:
     train, val, both = ctx.lists["train800"], ctx.lists["val200"], ctx.lists["train800val200"]
     if train is None or val is None or both is None:
         return []
-    # compared as (path, label) pairs, so a relabelled image shows up as one missing and one extra entry
-    union, listed = set(train) | set(val), set(both)
-    if union == listed:
+    # compared as (image, label) pairs, so a relabelled image shows up as one missing and one extra entry
+    union = {(ctx.key(p), y): p for p, y in [*train, *val]}
+    listed = {(ctx.key(p), y): p for p, y in both}
+    if union.keys() == listed.keys():
         return []
-    lacking = sorted(f"{p} {y}" for p, y in union - listed)
-    extra = sorted(f"{p} {y}" for p, y in listed - union)
+    lacking = sorted(f"{union[k]} {k[1]}" for k in union.keys() - listed.keys())
+    extra = sorted(f"{listed[k]} {k[1]}" for k in listed.keys() - union.keys())
     parts = []
     if lacking:
         parts.append(f"{len(lacking)} entries missing ({_examples(lacking)})")
@@ -200,8 +212,8 @@ def _vtab_test_not_in_training(ctx: VtabContext) -> list[str]:
     if test is None:
         return []
     # the training lists that were read; a missing one is already reported by its reader
-    training = {p for name in VTAB_TRAIN_SIZES for p, _ in ctx.lists[name] or ()}
-    leaked = sorted(training & {p for p, _ in test})
+    training = {ctx.key(p) for name in VTAB_TRAIN_SIZES for p, _ in ctx.lists[name] or ()}
+    leaked = sorted(p for p, _ in test if ctx.key(p) in training)
     return [f"{len(leaked)} test images are also training images: {_examples(leaked)}"] if leaked else []
 
 
@@ -260,8 +272,36 @@ def verify_vtab_task(
         lists[name], problems = _read_list(task_dir / f"{name}.txt", task.num_classes)
         report.problems.extend(problems)
     report.counts = {name: len(e) for name, e in lists.items() if e is not None}
-    report.problems.extend(_run(VTAB_CHECKS, VtabContext(task_dir, task, lists, partial_test, check_images)))
+    identity = _image_identity(task_dir, lists, check_images)
+    ctx = VtabContext(task_dir, task, lists, partial_test, check_images, identity)
+    report.problems.extend(_run(VTAB_CHECKS, ctx))
     return report
+
+
+def _split_folders(lists: dict[str, Entries | None]) -> bool:
+    """True for the shared layout where each split lists its own copies (train800 and train800val200 share no
+    path although both are read)."""
+    train, both = lists.get("train800"), lists.get("train800val200")
+    return bool(train) and bool(both) and not ({p for p, _ in train} & {p for p, _ in both})
+
+
+def _image_identity(task_dir: Path, lists: dict[str, Entries | None], by_content: bool) -> dict[str, str]:
+    """Listed path -> image identity for trees with one folder per split (empty: paths identify images)."""
+    if not _split_folders(lists):
+        return {}
+    import hashlib
+
+    paths = {p for entries in lists.values() if entries for p, _ in entries}
+    if by_content:
+        identity = {}
+        for p in paths:
+            try:
+                identity[p] = hashlib.sha256((task_dir / p).read_bytes()).hexdigest()
+            except OSError:
+                identity[p] = p  # the image check reports the missing file
+        return identity
+    # without reading images: the file's path below its split's folder (images/<split>/<name> -> <name>)
+    return {p: "/".join(Path(p).parts[2:]) or p for p in paths}
 
 
 # ---- FGVC ----------------------------------------------------------------------------------------
