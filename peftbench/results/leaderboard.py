@@ -24,6 +24,8 @@ Written to ``<results>/leaderboard/``:
 * ``significance.csv``: per pair of rows of one backbone and table, a Wilcoxon signed-rank test over the
   tasks both have and per task a t-test over seeds, with the tasks or seeds each rests on
   (:mod:`peftbench.results.statistics`).
+* ``reproduction.md``: per reference row, the command that reproduces it, what differs from its source, and
+  ours beside the paper's (:mod:`peftbench.results.reproduction`).
 * ``costs.csv``: the cost columns per backbone x method x setting x suite x device (costs are never averaged
   over devices).
 * ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
@@ -57,6 +59,7 @@ from peftbench.records import (
 )
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
+from peftbench.results.reproduction import write_reproduction
 from peftbench.results.statistics import ci95_half_width, mean_rank, significance, too_few_seeds
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
 from peftbench.results.tradeoffs import pareto_table
@@ -299,6 +302,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
     tables: dict[str, tuple[str, pd.DataFrame]] = {}
     tests: list[pd.DataFrame] = []
     notes: list[str] = []
+    versus_tables: dict[str, pd.DataFrame] = {}
     valid = 0
     if not runs.empty:
         for _, r in runs[runs["status"] != "success"].iterrows():
@@ -329,6 +333,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             tables[name] = (suite, table)
             if suite in SUITE_TASKS:
                 versus = compare({"last": table, "max_test": best}, reference, suite)
+                versus_tables[suite] = versus
                 versus.to_csv(out / f"{name}_vs_reference.csv", index=False)
                 written[f"{name}_vs_reference"] = out / f"{name}_vs_reference.csv"
         costs = cost_table(ok)
@@ -342,6 +347,8 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         if not fronts.empty:
             fronts.to_csv(out / "pareto.csv", index=False)
             written["pareto"] = out / "pareto.csv"
+    if not reference.empty:
+        written["reproduction"] = write_reproduction(out / "reproduction.md", reference, versus_tables)
     pd.DataFrame(problems, columns=["result_path", "status", "message"]).to_csv(out / "problems.csv", index=False)
     written["problems"] = out / "problems.csv"
     in_progress = sum(p["status"] == IN_PROGRESS for p in problems)
