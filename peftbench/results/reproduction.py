@@ -49,12 +49,12 @@ def _ours(versus: pd.DataFrame | None, row: pd.Series) -> list[str]:
         return []
     matched = versus[(versus["reference"] == row["display_name"]) & (versus["source"] == row["source"])]
     lines = []
-    for (backbone, method, setting), part in matched.groupby(["backbone", "method", "method_setting"], sort=True):
+    for (method, setting, recipe), part in matched.groupby(["method", "method_setting", "recipe"], sort=True):
         by_metric = part.set_index("metric")
         means = [m for m in ("mean_of_group_means", "mean_over_tasks") if m in by_metric.index]
         cells = ", ".join(f"{m}: ours {_fmt(by_metric.loc[m, 'ours'])} vs paper {_fmt(by_metric.loc[m, 'paper'])}"
                           for m in means)
-        lines.append(f"- ours ({method}, setting {setting}, {part['reports'].iloc[0]}): {cells}")
+        lines.append(f"- ours ({method}, setting {setting}, recipe {recipe or 'none'}, {part['reports'].iloc[0]}): {cells}")
     return lines
 
 
