@@ -364,6 +364,26 @@ class SearchBlock:
     cost: dict[str, Any]
 
 
+@dataclasses.dataclass
+class SelectionBlock:
+    """Methods that select on the training data before training (SCT, GPS): what, on which split, how long.
+
+    ``selected`` is the method's summary (SCT: the channels of every block; GPS: counts and a digest of the
+    indices); the whole selection is ``file`` (``selection.safetensors`` in the run folder). ``restored``: a
+    resumed run read it back from that file instead of selecting again (``seconds`` is the first launch's).
+    """
+
+    method: str
+    criterion: str
+    split: str
+    images: int
+    seconds: float
+    device: str
+    selected: dict[str, Any]
+    file: str | None
+    restored: bool = False
+
+
 _IDENTITY_KEYS = _keys(RunIdentity)
 _PROVENANCE_KEYS = _keys(Provenance)
 _SPLIT_KEYS = _keys(SplitInfo)
@@ -385,6 +405,7 @@ class RunRecord:
     finished_at: str | None = None
     tuning: TuningBlock | None = None
     search: SearchBlock | None = None
+    selection: SelectionBlock | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -414,7 +435,7 @@ class RunRecord:
             out["resumed_from_epoch"] = self.resumed_from_epoch
         if self.finished_at is not None:
             out["finished_at"] = self.finished_at
-        for name in ("tuning", "search"):
+        for name in ("tuning", "search", "selection"):
             block = getattr(self, name)
             if block is not None:
                 out[name] = dataclasses.asdict(block)
@@ -450,7 +471,7 @@ class RunRecord:
             resumed_from_epoch=rest.pop("resumed_from_epoch", None),
             finished_at=rest.pop("finished_at", None),
         )
-        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock)):
+        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock), ("selection", SelectionBlock)):
             block = rest.get(name)
             if isinstance(block, Mapping) and set(_keys(block_cls)) == set(block):
                 setattr(record, name, block_cls(**rest.pop(name)))
