@@ -35,6 +35,7 @@ from peftbench.methods.partial.specification.gps import (
     supcon_loss,
 )
 from peftbench.methods.registry import build_method
+from peftbench.records import read_record
 from tests.tiny_models import prepare_on_tiny_data, tiny_training_data, tiny_vit
 
 FAST = ["backbone=vit_test", "dataset=vtab/dtd", "trainer.epochs=2", "trainer.warmup_epochs=1",
@@ -214,7 +215,7 @@ def test_a_run_records_its_selection_and_resumes_on_it(name, data_root, tmp_path
     assert record.status == "success" and record.resumed_from_epoch == 1
     assert record.selection is not None and record.selection.restored
     assert dataclasses.asdict(record.selection) == {**first, "restored": True}
-    assert json.loads(result.read_text())["selection"]["restored"] is True
+    assert read_record(result).selection == record.selection  # the typed block round-trips through the JSON
     reread = load_file(result.parent / SELECTION_FILE)
     assert reread.keys() == saved.keys() and all(torch.equal(reread[k], saved[k]) for k in saved)
     if name == "sct":
@@ -227,3 +228,17 @@ def test_selecting_methods_are_refused_as_components_of_a_composition():
     for name in ("sct", "gps"):
         with pytest.raises(ConfigError, match="selects on the training data"):
             build_method("compose", {"components": [{"method": name}]})
+
+
+def test_fgvc_training_images_are_read_through_the_evaluation_preprocessing(tmp_path):
+    from peftbench.data import DataConfig, DatasetConfig, build_splits
+    from tests.test_data import fgvc_tree
+
+    fgvc_tree(tmp_path)
+    cfg = DatasetConfig(name="cub", suite="fgvc", num_classes=3, folder="CUB_200_2011", image_dir="images")
+    splits = build_splits(cfg, DataConfig(root=str(tmp_path), image_size=32), "final", (0.5,) * 3, (0.5,) * 3)
+    plain = splits.train_plain()  # train + val (a concatenation), resize + centre crop: no random crop or flip
+    assert len(plain) == len(splits.train) == 9
+    assert all(torch.equal(plain[i][0], splits.eval.transform(Image.open(splits.eval.base / p).convert("RGB")))
+               for i, (p, _) in enumerate(splits.train.datasets[0].entries))
+    assert [plain[i][1] for i in range(9)] == [splits.train[i][1] for i in range(9)]
