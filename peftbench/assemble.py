@@ -4,12 +4,19 @@ Every entry point (train, params, bench, tune, search, the embedded benchmark) g
 only caller of the backbone and method builders, of attaching a method and counting its parameters, of
 building the data splits, and of the thread / seed / device / dtype set-up. Switches leave out the weights
 (random init: parameter counts, step costs) and the data (nothing to train on).
+
+Methods that select on the training data before training (``looks_at_data``: SCT, GPS) make their selection
+here, whenever a run is assembled with data, on its training split only (:func:`select_on_training_data`).
+Without data (``peftbench-params``, ``peftbench-bench``) their modules keep the placeholder selection: counts
+and step costs do not depend on which channels or connections are selected, only on how many.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,12 +32,15 @@ from peftbench.engine.optim import OptimConfig
 from peftbench.errors import ConfigError
 from peftbench.loggers import LoggerConfig
 from peftbench.methods.attach import attach_method, noah_reinit
-from peftbench.methods.base import PeftMethod
+from peftbench.methods.base import PeftMethod, TrainingData
+from peftbench.methods.layers.selection import load_selection, selection_state
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
 from peftbench.paths import suite_tasks
 from peftbench.per_task import PerTaskResolution, command_line_keys, resolve_per_task
-from peftbench.records import ParamCounts, config_hash, run_dir
+from peftbench.records import ParamCounts, SelectionBlock, config_hash, run_dir
+
+SELECTION_FILE = "selection.safetensors"  # a data-dependent selection, kept with the run (resume, reuse)
 
 PROTOCOLS = ("tune", "final")
 ON_EXISTING = ("skip", "error", "overwrite")
@@ -272,6 +282,7 @@ class Assembled:
     counts: ParamCounts
     data_config: dict[str, Any]
     splits: Splits | None
+    selection: SelectionBlock | None = None  # methods that select on the training data
 
     def data(self) -> Splits:
         """The splits (a caller that assembled with ``data=False`` has none)."""
@@ -281,19 +292,89 @@ class Assembled:
 
 
 def assemble(spec: RunSpec, weights: bool = True, data: bool = True, protocol: str | None = None,
-             runtime: Runtime | None = None, method: PeftMethod | None = None) -> Assembled:
-    """Runtime, method, model and (``data``) splits of a run, in the order a run needs them.
+             runtime: Runtime | None = None, method: PeftMethod | None = None, run_folder: Path | None = None,
+             resuming: bool = False) -> Assembled:
+    """Runtime, method, model, (``data``) splits and the method's selection of a run, in the order a run needs them.
 
     Args:
         spec: the run.
         weights: False: random init (no weights file or hub needed).
-        data: False: no splits (nothing is read from disk).
+        data: False: no splits (nothing is read from disk, nothing selected).
         protocol: read the splits of this protocol instead of the spec's.
         runtime, method: when already set up / made (a run records both before its backbone loads).
+        run_folder: where a selection is saved (``selection.safetensors``); None keeps it in memory only.
+        resuming: the run continues from an epoch checkpoint: read the selection back from ``run_folder``.
     """
     runtime = runtime if runtime is not None else set_up_runtime(spec.trainer, spec.seed)
     if method is None:
         method = make_method(spec.method, spec.dataset.name, spec.dataset.suite, spec.trainer.merge)
     built = build_model(spec.backbone, method, spec.dataset.num_classes, weights, spec.method_init)
     splits = build_data(spec, built.data_config, protocol) if data else None
-    return Assembled(spec, runtime, method, built.model, built.counts, built.data_config, splits)
+    a = Assembled(spec, runtime, method, built.model, built.counts, built.data_config, splits)
+    if splits is not None and method.looks_at_data:
+        a.selection = select_on_training_data(a, run_folder, resuming)
+    return a
+
+
+def training_data(a: Assembled) -> TrainingData:
+    """The run's training split as a method may read it before training (never the evaluation split)."""
+    splits, trainer = a.data(), a.spec.trainer
+    return TrainingData(
+        split=splits.train_split,
+        plain=splits.train_plain(),
+        with_transform=splits.train_with,
+        num_classes=splits.num_classes,
+        normalization=dict(splits.normalization),
+        device=a.runtime.device,
+        dtype=a.runtime.dtype,
+        batch_size=trainer.batch_size,
+        num_workers=a.spec.data.num_workers,
+        seed=a.spec.seed,
+    )
+
+
+def select_on_training_data(a: Assembled, run_folder: Path | None = None, resuming: bool = False) -> SelectionBlock:
+    """Make (or, for a resumed run, read back) the selection of a method that looks at the training data.
+
+    The method's ``prepare`` runs on the training split with the global random generators forked and seeded
+    from the run's seed, so the training that follows draws the same random numbers whether the selection ran
+    in this process or was read back. The selection is saved to ``<run_folder>/selection.safetensors`` with
+    its record; a resumed run loads that file, so it trains on exactly the selection it started with.
+
+    Returns:
+        What was selected, on which split, in how many seconds (the ``selection`` block of the run's record).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from peftbench.atomic import atomic_path
+
+    path = Path(run_folder) / SELECTION_FILE if run_folder is not None else None
+    if resuming and path is not None and path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            saved = json.loads(f.metadata()["record"])
+        load_selection(a.model, state, str(path))
+        print(f"[peftbench] {a.method.name}: selection read back from {path}")
+        return dataclasses.replace(SelectionBlock(**saved), restored=True)
+    device = a.runtime.device
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if a.spec.seed is not None:
+            torch.manual_seed(a.spec.seed)
+        summary = a.method.prepare(a.model, training_data(a))
+    block = SelectionBlock(
+        method=a.method.name,
+        criterion=a.method.criterion,
+        split=a.data().train_split,
+        images=len(a.data().train),
+        seconds=time.perf_counter() - t0,
+        device=str(device),
+        selected=summary,
+        file=str(path) if path is not None else None,
+    )
+    print(f"[peftbench] {a.method.name}: selected on {block.split} ({block.images} images) in {block.seconds:.1f} s")
+    if path is not None:
+        with atomic_path(path) as tmp:
+            save_file(selection_state(a.model), str(tmp), metadata={"record": json.dumps(dataclasses.asdict(block))})
+    return block

@@ -402,6 +402,30 @@ class SearchBlock:
     cost: dict[str, Any]
 
 
+@dataclasses.dataclass
+class SelectionBlock:
+    """Methods that select on the training data before training (SCT, GPS): what, on which split, how long.
+
+    ``selected`` is the method's summary (SCT: the channels of every block; GPS: counts and a digest of the
+    indices); the whole selection is ``file`` (``selection.safetensors`` in the run folder). ``restored``: a
+    resumed run read it back from that file instead of selecting again (``seconds`` is the first launch's).
+    """
+
+    method: str
+    criterion: str
+    split: str
+    images: int
+    seconds: float
+    device: str
+    selected: dict[str, Any]
+    file: str | None
+    restored: bool = False
+
+
+# top-level blocks a record has only when the run made them: (key, dataclass)
+_OPTIONAL_BLOCKS: tuple[tuple[str, type], ...] = (
+    ("tuning", TuningBlock), ("search", SearchBlock), ("per_task", PerTaskResolution), ("selection", SelectionBlock),
+)
 _IDENTITY_KEYS = _keys(RunIdentity)
 _PROVENANCE_KEYS = _keys(Provenance)
 _SPLIT_KEYS = _keys(SplitInfo)
@@ -425,6 +449,7 @@ class RunRecord:
     search: SearchBlock | None = None
     per_task: PerTaskResolution | None = None  # what a recipe's per-task table set (None: the config had none)
     adjustments: list[str] | None = None  # values changed so the run could run (e.g. a capped warmup)
+    selection: SelectionBlock | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -454,7 +479,7 @@ class RunRecord:
             out["resumed_from_epoch"] = self.resumed_from_epoch
         if self.finished_at is not None:
             out["finished_at"] = self.finished_at
-        for name in ("tuning", "search", "per_task"):
+        for name, _ in _OPTIONAL_BLOCKS:
             block = getattr(self, name)
             if block is not None:
                 out[name] = dataclasses.asdict(block)
@@ -493,7 +518,7 @@ class RunRecord:
             finished_at=rest.pop("finished_at", None),
         )
         record.adjustments = rest.pop("adjustments", None)
-        for name, block_cls in (("tuning", TuningBlock), ("search", SearchBlock), ("per_task", PerTaskResolution)):
+        for name, block_cls in _OPTIONAL_BLOCKS:
             block = rest.get(name)
             if isinstance(block, Mapping) and set(_keys(block_cls)) == set(block):
                 setattr(record, name, block_cls(**rest.pop(name)))

@@ -13,7 +13,7 @@ from peftbench.methods.base import PeftModule
 from peftbench.methods.registry import available_methods, build_method
 from peftbench.methods.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from tests.method_rows import all_rows
-from tests.tiny_models import tiny_swin, tiny_vit, vit_b16
+from tests.tiny_models import prepare_on_tiny_data, tiny_swin, tiny_vit, vit_b16
 
 ROWS = {row.name: row for row in all_rows()}
 BUILDERS = {"vit": tiny_vit, "swin": tiny_swin}
@@ -30,6 +30,7 @@ def _prepared(name: str, fam: str, seed: int = 0):
     model = BUILDERS[fam](seed=seed)
     method = build_method(name, ROWS[name].options)
     counts = attach_method(model, method)
+    prepare_on_tiny_data(model, method)  # methods that select on the training data (SCT, GPS); others: no-op
     return model.eval(), method, counts
 
 

@@ -137,7 +137,9 @@ def run(cfg: Any) -> RunRecord | None:
     )
     write_record(record)
     try:
-        a = assemble(spec, runtime=runtime, method=method)
+        resuming = EpochCheckpoint(out, spec.resume).saved_epoch() > 0
+        a = assemble(spec, runtime=runtime, method=method, run_folder=out, resuming=resuming)
+        record.selection = a.selection  # methods that select on the training split (SCT, GPS), else None
         _train(a, out, record)
     except (Exception, KeyboardInterrupt) as exc:
         record.status, record.message, record.finished_at = "failed", f"{type(exc).__name__}: {exc}", _now()

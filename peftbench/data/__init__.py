@@ -31,6 +31,7 @@ __all__ = [
     "build_splits",
     "canonical_option",
     "make_dataset_config",
+    "retransform",
 ]
 
 # protocol -> (train splits, eval split), per reader
@@ -50,6 +51,27 @@ class Splits:
     manifest_sha256: str
     num_classes: int
     normalization: dict[str, Any]
+
+    def train_with(self, transform: Callable[[Any], Any]) -> Dataset:
+        """The training images (and labels) through another transform of PIL images."""
+        return retransform(self.train, transform)
+
+    def train_plain(self) -> Dataset:
+        """The training images with the evaluation preprocessing (no augmentation)."""
+        transform = getattr(self.eval, "transform", None)
+        if transform is None:
+            raise DataError(f"the evaluation split is a {type(self.eval).__name__}, not an image list: "
+                            "its preprocessing cannot be reused for the training images")
+        return self.train_with(transform)
+
+
+def retransform(data: Dataset, transform: Callable[[Any], Any]) -> Dataset:
+    """The same images as ``data`` (an image list, or a concatenation of image lists) through ``transform``."""
+    if isinstance(data, ImageListDataset):
+        return ImageListDataset(data.base, data.entries, transform)
+    if isinstance(data, ConcatDataset):
+        return ConcatDataset([retransform(d, transform) for d in data.datasets])
+    raise DataError(f"cannot re-read the images of a {type(data).__name__} through another transform")
 
 
 def build_splits(

@@ -9,17 +9,25 @@ decided here, structurally, in one place:
 * specification methods (BitFit, LN-tune, partial-k, full fine-tuning) select existing backbone
   parameters by module type or position, by overriding :meth:`PeftMethod.trainable_parameters`;
 * the classification head is the harness's policy (:func:`head_parameters`), not each method's.
+
+A method whose modules depend on the task's data (SCT's salient channels, GPS's selected connections) sets
+``looks_at_data`` and implements :meth:`PeftMethod.prepare`: the run spine calls it once, after the model is
+built and before the optimizer is made, with the run's training split only (:class:`TrainingData`). Its
+modules keep the selection in index buffers (:class:`peftbench.methods.layers.selection.SelectionModule`),
+so the selection has a fixed shape known before any data is read: counts and step costs without data
+(``peftbench-params``, ``peftbench-bench``) are those of any selection.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC
-from collections.abc import Iterator
-from typing import ClassVar, Generic, TypeVar, cast
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from peftbench.errors import MethodNotSupportedError
 
@@ -50,6 +58,36 @@ class MethodConfig:
 C = TypeVar("C", bound=MethodConfig)
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """What a method may read before training: the run's training split and nothing else.
+
+    Attributes:
+        split: the split's name (``train800val200``, ``train800``, ``train+val``, ...).
+        plain: the training images with the evaluation preprocessing (no augmentation); items ``(image, label)``.
+        with_transform: the training images through another transform of PIL images (a method's own
+            augmentations, e.g. GPS's two contrastive views); items ``(transform(image), label)``.
+        num_classes: classes of the task.
+        normalization: the run's ``mean``, ``std``, ``interpolation`` and ``image_size``.
+        device: where the run computes.
+        dtype: the run's autocast dtype (None: fp32).
+        batch_size: the run's training batch size.
+        num_workers: data-loader workers.
+        seed: the run's seed (None: the generators as they are).
+    """
+
+    split: str
+    plain: Dataset
+    with_transform: Callable[[Callable[[Any], Any]], Dataset]
+    num_classes: int
+    normalization: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype | None
+    batch_size: int
+    num_workers: int = 0
+    seed: int | None = None
+
+
 class PeftMethod(ABC, Generic[C]):
     """One PEFT method, generic in its config type: ``class LoRA(PeftMethod[LoRAConfig])``.
 
@@ -62,6 +100,8 @@ class PeftMethod(ABC, Generic[C]):
         config_cls: the typed config dataclass.
         mergeable: whether :meth:`merge` folds the method back into a plain backbone.
         backbones: backbone families the method is defined for (``vit``, ``swin``); empty = any.
+        looks_at_data: the method selects on the training data (:meth:`prepare`) before training.
+        criterion: what the selection ranks by, in words (recorded with the run).
     """
 
     name: ClassVar[str]
@@ -70,6 +110,8 @@ class PeftMethod(ABC, Generic[C]):
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     mergeable: ClassVar[bool] = False
     backbones: ClassVar[tuple[str, ...]] = ()
+    looks_at_data: ClassVar[bool] = False
+    criterion: ClassVar[str] = ""
 
     def __init__(self, config: C | None = None) -> None:
         self.config: C = config if config is not None else cast(C, self.config_cls())
@@ -85,6 +127,17 @@ class PeftMethod(ABC, Generic[C]):
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         """Yield the parameters the method trains, the head excluded (the harness adds it)."""
         yield from method_owned_parameters(model)
+
+    def prepare(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
+        """Select on the training data (methods with ``looks_at_data``), in place; nothing is trained.
+
+        Called once per run by the run spine, after :meth:`apply` and before the optimizer is made; a resumed
+        run reads its selection back instead (:func:`peftbench.methods.layers.selection.load_selection`).
+
+        Returns:
+            A JSON-able summary of what was selected, recorded in the run's ``selection`` block.
+        """
+        raise NotImplementedError(f"method {self.name!r} does not select on the training data")
 
     def merge(self, model: nn.Module) -> nn.Module:
         """Fold the method into a plain backbone with identical outputs (reparameter methods)."""

@@ -19,6 +19,7 @@ from peftbench.methods.addition.adapter.adaptformer import AdaptFormer
 from peftbench.methods.addition.adapter.aim import AIM
 from peftbench.methods.addition.adapter.convpass import Convpass
 from peftbench.methods.addition.adapter.parallel_adapter import ParallelAdapterMethod
+from peftbench.methods.addition.adapter.sct import SCT
 from peftbench.methods.addition.prefix.prefix import PrefixTuning
 from peftbench.methods.addition.prompt.vpt import VPTDeep, VPTShallow
 from peftbench.methods.addition.side.lst import LadderSideTuning
@@ -43,6 +44,7 @@ from peftbench.methods.partial.reparam.ssf import SSF
 from peftbench.methods.partial.specification.attn_tune import AttnTune
 from peftbench.methods.partial.specification.bitfit import BitFit
 from peftbench.methods.partial.specification.difffit import DiffFit
+from peftbench.methods.partial.specification.gps import GPS
 from peftbench.methods.partial.specification.ln_tune import LNTune
 from peftbench.methods.partial.specification.partial_k import PartialK
 from peftbench.methods.unified.compose import COMPONENT_FAMILIES, Compose, ComposedMethod
@@ -64,6 +66,8 @@ METHODS: tuple[type[PeftMethod], ...] = (
     HFLoRA, HFDoRA, HFLoHa, HFLoKr, HFOFT, HFBOFT, HFVeRA, HFFourierFT, HFIA3,
     # unified: compositions and searched methods
     Compose, VPETLUnified, UTuning, NOAH, GLoRA,
+    # selected on the training data before training (addition: SCT; partial: GPS)
+    SCT, GPS,
 )
 
 
@@ -136,8 +140,9 @@ def _with_dataset(cls: type[PeftMethod], options: Mapping[str, Any], task: str |
 
 
 def component_choices() -> list[str]:
-    """Registered method names that may be a component of a composition (the addition and partial families)."""
-    return [n for n in available_methods() if REGISTRY[n].family in COMPONENT_FAMILIES]
+    """Registered method names that may be a component of a composition (the addition and partial families, except
+    methods that select on the training data: a composition does not run their selection)."""
+    return [n for n in available_methods() if REGISTRY[n].family in COMPONENT_FAMILIES and not REGISTRY[n].looks_at_data]
 
 
 def _component(owner: str, i: int, name: str, options: dict[str, Any], task: str | None) -> PeftMethod:
@@ -146,6 +151,7 @@ def _component(owner: str, i: int, name: str, options: dict[str, Any], task: str
         if name in REGISTRY:
             cls = REGISTRY[name]
             why = ("composed methods do not nest: list their components instead" if issubclass(cls, ComposedMethod)
+                   else "it selects on the training data, which compositions do not run" if cls.looks_at_data
                    else f"it is a {cls.family} method, not an addition or partial one")
             raise ConfigError(f"{owner} component #{i} cannot be {name!r}: {why}. Valid components: {', '.join(choices)}")
         raise UnknownNameError(f"{owner} component method", name, choices, f"Fix method.components[{i}].method")
