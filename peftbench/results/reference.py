@@ -7,14 +7,26 @@ source's own ``paper_mean``, ``params_M`` (trainable parameters in millions, hea
 then a reference point in the plots only); ``family`` (optional) colours the point in the plots.
 Every row names its ``source``; ``results/reference/README.md`` says where each number was read.
 
-Matching respects the backbone: a reference row is compared only with our rows on the same
-``backbone`` (the published ViT-B/16 tables are ``vit_b16_in21k``).
+Optional columns describe the published setting (:data:`SETTING_COLUMNS`): the ``recipe``
+(``configs/experiment/<source>/<method>``) that reproduces the row, the ``method_options`` it used (a JSON
+object; ``"per_task"`` where an option varies per task), whether it is ``comparable`` with peftbench's
+method, where its numbers were first printed (``copied_from``), which number the source ``reports``
+(``last`` epoch or ``max_test`` over checkpoints), its ``seeds``, ``params_include_head``,
+``paper_mean_kind`` (``mean_over_tasks`` or ``mean_of_group_means``) and its ``role`` (``primary``, or
+``second_source``: another printing of numbers a primary row holds, compared but not plotted).
+
+Matching respects the backbone and the setting: a reference row is compared only with our rows on the same
+``backbone`` and ``method`` whose options contain the row's ``method_options`` (or, when our table names
+the ``recipe`` a run came from, with runs of the row's recipe); rows marked ``comparable=no`` and rows with
+per-task options are never matched by method name alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +40,20 @@ SUITE_GROUPS: dict[str, dict[str, tuple[str, ...]] | None] = {"vtab": VTAB_GROUP
 # V-PETL Bench's Performance-Parameter Trade-off normalises the trainable-parameter count by 10^7.
 PPT_PARAM_SCALE = 1e7
 ROW_KEYS_OUT = ("backbone", "method", "method_setting")
+PER_TASK = "per_task"  # a method_options value that varies per task: only the row's recipe reproduces it
+# optional text columns describing the published setting -> (valid values or None for free text, default)
+SETTING_COLUMNS: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "recipe": (None, ""),
+    "method_options": (None, "{}"),
+    "comparable": (("yes", "no"), "yes"),
+    "copied_from": (None, ""),
+    "reports": (("last", "max_test", "unknown"), "unknown"),
+    "seeds": (None, "unknown"),
+    "params_include_head": (("yes", "no", "unknown"), "no"),
+    "paper_mean_kind": (("mean_over_tasks", "mean_of_group_means"), "mean_over_tasks"),
+    "role": (("primary", "second_source"), "primary"),
+}
+TEXT_COLUMNS = ("family", "source_table", "notes", *SETTING_COLUMNS)
 
 
 def ppt(mean_accuracy: float | None, trainable_params: float | None) -> float | None:
@@ -98,7 +124,7 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
     frames = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            frame = pd.read_csv(path, dtype={"method": str, "family": str, "notes": str}, keep_default_na=False,
+            frame = pd.read_csv(path, dtype={c: str for c in ("method", *TEXT_COLUMNS)}, keep_default_na=False,
                                 na_values={c: [""] for c in (*VTAB_TASKS, *FGVC_TASKS, "paper_mean", "params_M",
                                                              "paper_ppt")})
         except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -113,7 +139,9 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
         tasks = SUITE_TASKS[suite]
         means = group_means({t: row.get(t) for t in tasks}, SUITE_GROUPS[suite], tasks)
         params = row.get("params_M")
-        means["ppt"] = ppt(row.get("paper_mean"), None if pd.isna(params) else params * 1e6)
+        # PPT takes the plain mean over tasks: the printed one, or the cells' where the source printed another mean
+        mean = row.get("paper_mean") if row["paper_mean_kind"] == "mean_over_tasks" else means["mean_over_tasks"]
+        means["ppt"] = ppt(mean, None if pd.isna(params) else params * 1e6)
         derived.append(means)
     return pd.concat([table, pd.DataFrame(derived)], axis=1)
 
@@ -127,7 +155,7 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if bad_suites:
         raise DataError(f"reference table {path}: unknown suite(s) {', '.join(map(str, bad_suites))}; "
                         f"valid choices: {', '.join(sorted(SUITE_TASKS))}")
-    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", "family", "source_table", "notes"}
+    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", *TEXT_COLUMNS}
     for suite in set(frame["suite"]):
         tasks = SUITE_TASKS[suite]
         absent = [t for t in tasks if t not in frame.columns]
@@ -143,7 +171,7 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if unsourced:
         raise DataError(f"reference table {path}: row(s) {', '.join(str(i + 2) for i in unsourced)} "
                         "have no source; every published number must name where it was read")
-    numeric = [c for c in frame.columns if c in known - set(REQUIRED_COLUMNS) - {"family", "source_table", "notes"}]
+    numeric = [c for c in frame.columns if c in known - set(REQUIRED_COLUMNS) - set(TEXT_COLUMNS)]
     for col in numeric:
         converted = pd.to_numeric(frame[col], errors="coerce")
         if (converted.isna() & frame[col].notna()).any():
@@ -151,15 +179,72 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         frame[col] = converted
     for col in ("method", "family"):
         frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
+    for col, (valid, default) in SETTING_COLUMNS.items():
+        values = frame[col].fillna("").astype(str).str.strip() if col in frame else pd.Series("", index=frame.index)
+        frame[col] = values.where(values != "", default)
+        if valid is not None:
+            bad = sorted(set(frame[col]) - set(valid))
+            if bad:
+                raise DataError(f"reference table {path}: column {col} holds {', '.join(map(repr, bad))}; "
+                                f"valid: {', '.join(valid)} (or empty for {default!r})")
+    for i, text in frame["method_options"].items():
+        try:
+            options = json.loads(text)
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise DataError(f"reference table {path}: row {i + 2} method_options {text!r} is not a JSON object, "
+                            'e.g. {"rank": 8} or {}')
     return frame
+
+
+def _options(text: Any) -> dict[str, Any]:
+    """A ``method_options`` cell (JSON object) as a dict; empty or missing is ``{}``."""
+    if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == "":
+        return {}
+    return json.loads(text)
+
+
+def _same(a: Any, b: Any) -> bool:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    if numbers:
+        return math.isclose(float(a), float(b))
+    return a == b
+
+
+def setting_mismatch(our: pd.Series, paper: pd.Series) -> str:
+    """Why a reference row of the same method and backbone is not set beside our row (``""``: it is).
+
+    Args:
+        our: a row of a suite table (``method_options`` as JSON, ``recipe`` when the table has one).
+        paper: a row of :func:`load_reference`'s table.
+
+    Returns:
+        An empty string when the row matches, else a short reason naming the row.
+    """
+    name = paper["display_name"]
+    if paper.get("comparable", "yes") == "no":
+        return f"{name}: not comparable (see its notes)"
+    recipe, ours = paper.get("recipe", ""), our.get("recipe")
+    if recipe and isinstance(ours, str) and ours:
+        return "" if ours == recipe else f"{name}: published for recipe {recipe}, this row ran {ours}"
+    wanted = _options(paper.get("method_options"))
+    if any(v == PER_TASK for v in wanted.values()):
+        return f"{name}: per-task {', '.join(k for k, v in wanted.items() if v == PER_TASK)}; run recipe {recipe}"
+    have = _options(our.get("method_options"))
+    differ = {k: v for k, v in wanted.items() if k not in have or not _same(have[k], v)}
+    if differ:
+        return f"{name}: published for {json.dumps(differ)}, this row has {json.dumps({k: have.get(k) for k in differ})}"
+    return ""
 
 
 def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataFrame:
     """Ours beside the papers: one row per our row x matching reference row x task / group / mean.
 
-    A reference row matches when its ``method`` and ``backbone`` equal ours. Our rows without a match
-    are listed once with ``reference_status`` saying why (no published row for the method, or only on
-    another backbone), so a missing comparison is visible rather than silent.
+    A reference row matches when its ``method`` and ``backbone`` equal ours and its setting does
+    (:func:`setting_mismatch`). Our rows without a match are listed once with ``reference_status`` saying
+    why (no published row for the method, only on another backbone, or only for another setting), so a
+    missing comparison is visible rather than silent.
 
     Args:
         ours: a suite table from :func:`peftbench.results.leaderboard.build_leaderboard`.
@@ -167,7 +252,8 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataF
         suite: ``"vtab"`` or ``"fgvc"``.
 
     Returns:
-        Long table with ``ours``, ``paper`` and ``delta`` (= ours - paper) per ``metric``.
+        Long table with ``ours``, ``paper`` and ``delta`` (= ours - paper) per ``metric``, and the reference
+        row's ``recipe`` and reported number (``reference_recipe``, ``reference_reports``).
     """
     tasks, groups = SUITE_TASKS[suite], SUITE_GROUPS[suite]
     metrics = [*tasks, *(groups or {}), *(["mean_of_group_means"] if groups else []), "mean_over_tasks", "ppt"]
@@ -176,12 +262,18 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataF
     for _, our in ours.iterrows():
         key = {k: our[k] for k in ("backbone", "method", "method_setting")}
         same_method = ref[ref["method"] == our["method"]] if not ref.empty else ref
-        matches = same_method[same_method["backbone"] == our["backbone"]] if not same_method.empty else same_method
+        candidates = same_method[same_method["backbone"] == our["backbone"]] if not same_method.empty else same_method
+        reasons = {i: setting_mismatch(our, paper) for i, paper in candidates.iterrows()}
+        matches = candidates.loc[[i for i, why in reasons.items() if not why]] if reasons else candidates
         if matches.empty:
-            why = ("published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
-                   if not same_method.empty else "no published row for this method")
+            if not candidates.empty:
+                why = "no published row for this setting: " + "; ".join(reasons.values())
+            elif not same_method.empty:
+                why = "published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
+            else:
+                why = "no published row for this method"
             rows.append({**key, "reference": "", "source": "", "metric": "", "ours": None, "paper": None,
-                         "delta": None, "reference_status": why})
+                         "delta": None, "reference_status": why, "reference_recipe": "", "reference_reports": ""})
             continue
         for _, paper in matches.iterrows():
             for metric in metrics:
@@ -191,7 +283,9 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame, suite: str) -> pd.DataF
                 rows.append({**key, "reference": paper["display_name"], "source": paper["source"], "metric": metric,
                              "ours": mine, "paper": theirs,
                              "delta": None if mine is None or theirs is None else mine - theirs,
-                             "reference_status": "matched"})
-    columns = [*ROW_KEYS_OUT, "reference", "source", "metric", "ours", "paper", "delta", "reference_status"]
+                             "reference_status": "matched", "reference_recipe": paper.get("recipe", ""),
+                             "reference_reports": paper.get("reports", "unknown")})
+    columns = [*ROW_KEYS_OUT, "reference", "source", "metric", "ours", "paper", "delta", "reference_status",
+               "reference_recipe", "reference_reports"]
     return pd.DataFrame(rows, columns=columns)
 
