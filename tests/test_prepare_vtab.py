@@ -352,3 +352,66 @@ def test_pcam_from_the_original_h5_files(tmp_path: Path) -> None:
     task_dir = tmp_path / "vtab-1k" / "patch_camelyon"
     _check_written(task_dir, "patch_camelyon", "validation", "test", 24)
     assert {y for _, y in _lines(task_dir, "train800")} == {0, 1}
+
+
+# KMnP/vpt @ 4410440 : VTAB_SETUP.md, "TFDS version": the dataset versions VPT used (tfds 4.4.0+nightly)
+VPT_TFDS_VERSIONS = {
+    "cifar100": "3.0.2", "caltech101": "3.0.1", "dtd": "3.0.1", "oxford_flowers102": "2.1.1",
+    "oxford_iiit_pet": "3.2.0", "svhn_cropped": "3.0.0", "sun397": "4.0.0", "patch_camelyon": "2.0.0",
+    "eurosat": "2.0.0", "resisc45": "3.0.0", "diabetic_retinopathy_detection": "3.0.0", "clevr": "3.1.0",
+    "dmlab": "2.0.1", "kitti": "3.2.0", "dsprites": "2.0.0", "smallnorb": "2.0.0",
+}
+
+
+def test_tfds_builds_ask_for_the_versions_vpt_used() -> None:
+    for task in VTAB_TASKS.values():
+        dataset = task.tfds_name.split("/")[0]  # sun397/tfds, eurosat/rgb, diabetic_retinopathy_detection/btgraham-300
+        assert task.tfds_spec == f"{task.tfds_name}:{VPT_TFDS_VERSIONS[dataset]}", task.name
+    assert {t.tfds_name.split("/")[0] for t in VTAB_TASKS.values()} == set(VPT_TFDS_VERSIONS)
+
+
+def _fake_tfds(monkeypatch, builder) -> list[str]:
+    """A stand-in ``tensorflow_datasets`` module whose ``builder`` records the requested ``name:version``."""
+    import sys
+    import types
+
+    asked: list[str] = []
+    module = types.ModuleType("tensorflow_datasets")
+
+    def make(spec, data_dir=None):
+        asked.append(spec)
+        return builder(spec)
+
+    module.builder = make
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    return asked
+
+
+def test_tfds_source_requests_and_records_the_pinned_version(monkeypatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from peftbench.prepare.vtab import TfdsSource
+
+    class Builder:
+        def __init__(self, spec):
+            self.info = SimpleNamespace(version=spec.partition(":")[2], splits={})
+
+        def download_and_prepare(self):
+            pass
+
+    asked = _fake_tfds(monkeypatch, Builder)
+    described = TfdsSource(VTAB_TASKS["sun397"], tmp_path).describe()
+    assert asked == ["sun397/tfds:4.0.0"]
+    assert described["requested"] == "sun397/tfds:4.0.0" and described["version"] == "4.0.0"
+
+
+def test_tfds_without_the_pinned_version_names_it(monkeypatch, tmp_path: Path) -> None:
+    def missing(spec):
+        raise AssertionError(f"Dataset dmlab cannot be loaded at version {spec.partition(':')[2]}, only: 2.0.2")
+
+    _fake_tfds(monkeypatch, missing)
+    msgs: list[str] = []
+    with pytest.raises(DataError, match="1 of 1 tasks"):
+        prepare_vtab(tmp_path, ["dmlab"], source="tfds", log=msgs.append)
+    assert "has no dmlab:2.0.1" in msgs[0] and "VTAB_SETUP.md" in msgs[0]
+    assert not (tmp_path / "vtab-1k" / "dmlab").exists()

@@ -143,3 +143,22 @@ def test_noah_init_gives_adapter_linears_trunc_normal_weights_and_zero_biases():
     assert len(linears) == 6  # down and up of one adapter per block
     noah_reinit(model)
     assert all(not m.bias.any() and m.weight.any() and m.weight.abs().max() <= 2.0 for m in linears)
+
+
+def test_a_lagged_schedule_trains_epoch_e_at_the_value_of_e_minus_one():
+    base = dict(epochs=5, warmup_epochs=2, warmup_lr=1e-4, min_lr=1e-3, lr=1e-2, lr_schedule="per_epoch")
+    _, timm_log, _ = _train(_cfg(**base))
+    _, lagged_log, _ = _train(_cfg(**base, lr_schedule_lag=1))
+    timm_lrs, lagged = _epoch_lrs(timm_log), _epoch_lrs(lagged_log)
+    assert lagged[0] == lagged[1] == pytest.approx(1e-4)  # epochs 0 and 1 both at warmup_lr
+    assert lagged[1:] == pytest.approx(timm_lrs[:-1])
+
+
+def test_warmup_prefix_runs_the_cosine_over_the_epochs_after_the_warmup():
+    _, log, _ = _train(_cfg(epochs=6, warmup_epochs=2, warmup_lr=0.0, min_lr=0.0, lr=1.0, lr_schedule="per_epoch",
+                            warmup_prefix=True))
+    # VPT's shape: lr(e) = e / w during the warmup, then 0.5 (1 + cos(pi (e - w) / (T - w)))
+    import math
+
+    expected = [0.0, 0.5] + [0.5 * (1 + math.cos(math.pi * (e - 2) / 4)) for e in range(2, 6)]
+    assert _epoch_lrs(log) == pytest.approx(expected)

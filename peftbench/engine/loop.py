@@ -66,6 +66,11 @@ class TrainerConfig:
     lr_schedule: str = "per_step"  # per_step: warmup + cosine per step | per_epoch: timm's CosineLRScheduler
     cooldown_epochs: int = 0  # epochs at min_lr after the cosine (timm's cooldown); the run trains epochs + these
     lr_base_batch: int = 0  # 0: trainer.lr as given; N: peak lr = trainer.lr * batch_size / N (VPT: 256)
+    # per_epoch only: epoch e trains at the schedule's value of e - lag (0: timm's train.py, step(epoch + 1) after
+    # each epoch; 1: scripts that call step(epoch) after each epoch, so epochs 0 and 1 both train at warmup_lr)
+    lr_schedule_lag: int = 0
+    # per_epoch only: the cosine runs over the epochs after the warmup (timm's warmup_prefix; VPT's schedule)
+    warmup_prefix: bool = False
     # 0-based epoch indices after which the evaluation split is also evaluated (the max over them and the last
     # epoch is recorded as max_eval_accuracy; the sources that report "max test accuracy" evaluate these)
     eval_epochs: list[int] = dataclasses.field(default_factory=list)
@@ -88,7 +93,7 @@ class TrainerConfig:
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("cooldown_epochs", "lr_base_batch"):
+        for key in ("cooldown_epochs", "lr_base_batch", "lr_schedule_lag"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(self, key)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -361,19 +366,22 @@ def _schedule(cfg: TrainerConfig, optimizer: torch.optim.Optimizer,
     ``per_step``: linear warmup and cosine decay as functions of the global step (:func:`lr_at`).
     ``per_epoch``: timm's ``CosineLRScheduler`` as timm's train.py drives it (``t_in_epochs``, set at the start of
     every epoch, constant within it: warmup from ``warmup_lr``, then cosine over ``trainer.epochs`` counted from
-    epoch 0, then ``min_lr``). Both hold ``min_lr`` through the cooldown epochs.
+    epoch 0, then ``min_lr``); ``warmup_prefix`` runs the cosine over the epochs after the warmup instead, and
+    ``lr_schedule_lag`` delays the schedule by whole epochs. Both hold ``min_lr`` through the cooldown epochs.
     """
     peak = cfg.peak_lr
     if cfg.lr_schedule == "per_epoch":
         from timm.scheduler import CosineLRScheduler
 
-        scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs, lr_min=cfg.min_lr, warmup_t=cfg.warmup_epochs,
-                                      warmup_lr_init=cfg.warmup_lr, cycle_limit=1, t_in_epochs=True)
+        cosine_epochs = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
+        scheduler = CosineLRScheduler(optimizer, t_initial=max(cosine_epochs, 1), lr_min=cfg.min_lr,
+                                      warmup_t=cfg.warmup_epochs, warmup_lr_init=cfg.warmup_lr,
+                                      warmup_prefix=cfg.warmup_prefix, cycle_limit=1, t_in_epochs=True)
         current = [-1]
 
         def per_epoch(epoch: int, step: int) -> None:
             if epoch != current[0]:
-                scheduler.step(epoch)
+                scheduler.step(max(epoch - cfg.lr_schedule_lag, 0))
                 current[0] = epoch
 
         return per_epoch

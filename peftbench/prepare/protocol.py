@@ -5,6 +5,9 @@ VTAB-1k (Zhai et al., 2019; the task definitions of the VTAB code base, reused b
 examples from a fixed offset of one split, ``train800val200`` their union, and ``test`` a whole
 split or a tail of one. Offsets given in percent are ``len(split) * percent // 100``, as the VTAB
 code computes them before it builds its split strings.
+
+TFDS versions: the dataset versions VPT's VTAB set-up reports using (KMnP/vpt ``VTAB_SETUP.md``, "TFDS version",
+with tfds 4.4.0+nightly; its loaders ask for ``<name>:<major>.*.*``); a build from TFDS asks for exactly these.
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ class Part:
 
 @dataclasses.dataclass(frozen=True)
 class VtabTask:
-    """One VTAB-1k task: folder name, class count, TFDS source, label rule and split recipe."""
+    """One VTAB-1k task: folder name, class count, TFDS source and version, label rule and split recipe."""
 
     name: str
     num_classes: int
     tfds_name: str
+    tfds_version: str  # the version VPT's VTAB_SETUP.md names
     label: str  # how the label is derived (recorded in source.json)
     val200: Part
     test: Part
@@ -54,9 +58,23 @@ class VtabTask:
     def train800(self) -> Part:
         return Part("train", 0, 800)
 
+    @property
+    def tfds_spec(self) -> str:
+        """``name:version`` as ``tensorflow_datasets.builder`` takes it, e.g. ``cifar100:3.0.2``."""
+        return f"{self.tfds_name}:{self.tfds_version}"
+
+
+# KMnP/vpt @ 4410440 : VTAB_SETUP.md, "Here are what we used for VPT" (tfds 4.4.0+nightly)
+TFDS_VERSIONS: dict[str, str] = {
+    "cifar100": "3.0.2", "caltech101": "3.0.1", "dtd": "3.0.1", "oxford_flowers102": "2.1.1",
+    "oxford_iiit_pet": "3.2.0", "svhn_cropped": "3.0.0", "sun397/tfds": "4.0.0", "patch_camelyon": "2.0.0",
+    "eurosat/rgb": "2.0.0", "resisc45": "3.0.0", "diabetic_retinopathy_detection/btgraham-300": "3.0.0",
+    "clevr": "3.1.0", "dmlab": "2.0.1", "kitti": "3.2.0", "dsprites": "2.0.0", "smallnorb": "2.0.0",
+}
+
 
 def _task(name, classes, tfds_name, label, val200, test, test_size) -> VtabTask:
-    return VtabTask(name, classes, tfds_name, label, val200, test, test_size)
+    return VtabTask(name, classes, tfds_name, TFDS_VERSIONS[tfds_name], label, val200, test, test_size)
 
 
 _TRAIN90, _TRAIN80, _TRAIN60 = Part("train", 90, 200), Part("train", 80, 200), Part("train", 60, 200)

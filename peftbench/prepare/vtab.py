@@ -12,10 +12,10 @@ Two sources, one recipe (:mod:`peftbench.prepare.protocol`):
   recipe's ranges are taken: the recipe (which split, which offset, how many) is VTAB's, the
   particular 1000 training images differ from those of a TFDS-built folder.
 * **tensorflow-datasets** (``pip install 'peftbench[tfds]'``) for every task, in TFDS order, i.e. the
-  exact VTAB-1k images. It is the only source for caltech101 (torchvision has no train/test split
-  and drops BACKGROUND_Google), sun397 (the TFDS split is TFDS's own), resisc45 and
-  diabetic_retinopathy (no torchvision class), dmlab, kitti (TFDS's own split of the training set,
-  torchvision has detection targets only) and smallnorb_*.
+  exact VTAB-1k images, at the dataset versions VPT used (``protocol.TFDS_VERSIONS``). It is the only
+  source for caltech101 (torchvision has no train/test split and drops BACKGROUND_Google), sun397
+  (the TFDS split is TFDS's own), resisc45 and diabetic_retinopathy (no torchvision class), dmlab,
+  kitti (TFDS's own split of the training set, torchvision has detection targets only) and smallnorb_*.
 
 Reading prepared folders never needs TensorFlow; only building from TFDS does.
 """
@@ -203,12 +203,19 @@ class TfdsSource:
                 + (", or use --source torchvision for this task" if task.name in TORCHVISION else "")
             ) from None
         self.task = task
-        self.builder = self.tfds.builder(task.tfds_name, data_dir=str(data_dir) if data_dir else None)
+        try:
+            self.builder = self.tfds.builder(task.tfds_spec, data_dir=str(data_dir) if data_dir else None)
+        except Exception as exc:  # TFDS raises several types for a version it does not know
+            raise DataError(
+                f"{task.name}: tensorflow-datasets has no {task.tfds_spec} ({exc}). VTAB-1k is built from the "
+                f"version VPT used ({task.tfds_version}, KMnP/vpt VTAB_SETUP.md, tfds 4.4.0 nightly); install a "
+                "tensorflow-datasets release that still provides it"
+            ) from None
         try:
             self.builder.download_and_prepare()
         except Exception as exc:  # TFDS raises many types (manual downloads, checksums, network)
             raise DataError(
-                f"{task.name}: tensorflow-datasets could not prepare {task.tfds_name}: {exc}. "
+                f"{task.name}: tensorflow-datasets could not prepare {task.tfds_spec}: {exc}. "
                 "Datasets that need a manual download (e.g. diabetic_retinopathy_detection, resisc45) must be "
                 "placed in TFDS's manual folder first; see the TFDS catalog page of the dataset"
             ) from None
@@ -230,6 +237,7 @@ class TfdsSource:
         return {
             "source": f"tfds:{self.task.tfds_name}",
             "version": str(self.builder.info.version),
+            "requested": self.task.tfds_spec,
             "order": "TFDS storage order (as VTAB reads it)",
         }
 
@@ -326,7 +334,7 @@ def prepare_task(
         "task": task.name,
         "num_classes": task.num_classes,
         "label": task.label,
-        "protocol_source": f"tfds:{task.tfds_name}",
+        "protocol_source": f"tfds:{task.tfds_spec}",
         **source.describe(),
         "source_split_sizes": lengths,
         "recipe": recipe,

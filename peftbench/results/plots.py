@@ -66,6 +66,8 @@ def _points(suite: str, table: pd.DataFrame, reference: pd.DataFrame, backbone: 
     if kind == "acc_vs_params" and not reference.empty:
         families = dict(zip(table["method"], table["family"], strict=False))
         ref = reference[(reference["suite"] == suite) & (reference["backbone"] == backbone)]
+        if "role" in ref:  # a second printing of a primary row's numbers is compared, not plotted twice
+            ref = ref[ref["role"] != "second_source"]
         for _, r in ref.iterrows():
             if pd.isna(r["mean_over_tasks"]) or pd.isna(r.get("params_M")):
                 continue

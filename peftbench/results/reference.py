@@ -7,14 +7,26 @@ source's own ``paper_mean``, ``params_M`` (trainable parameters in millions, hea
 then a reference point in the plots only); ``family`` (optional) colours the point in the plots.
 Every row names its ``source``; ``results/reference/README.md`` says where each number was read.
 
-Matching respects the backbone: a reference row is compared only with our rows on the same
-``backbone`` (the published ViT-B/16 tables are ``vit_b16_in21k``).
+Optional columns describe the published setting (:data:`SETTING_COLUMNS`): the ``recipe``
+(``configs/experiment/<source>/<method>``) that reproduces the row, the ``method_options`` it used (a JSON
+object; ``"per_task"`` where an option varies per task), whether it is ``comparable`` with peftbench's
+method, where its numbers were first printed (``copied_from``), which number the source ``reports``
+(``last`` epoch or ``max_test`` over checkpoints), its ``seeds``, ``params_include_head``,
+``paper_mean_kind`` (``mean_over_tasks`` or ``mean_of_group_means``) and its ``role`` (``primary``, or
+``second_source``: another printing of numbers a primary row holds, compared but not plotted).
+
+Matching respects the backbone and the full setting (:func:`setting_mismatch`): a row that names a ``recipe``
+is compared only with runs of that recipe; a row without one only with runs made without a recipe whose method
+options are the registered defaults with the row's ``method_options`` applied. Rows marked ``comparable=no``
+never are. Each comparison uses the number the source printed (``reports``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,13 +37,23 @@ REQUIRED_COLUMNS = ("suite", "backbone", "method", "display_name", "source")
 SUITE_TASKS: dict[str, tuple[str, ...]] = {"vtab": VTAB_TASKS, "fgvc": FGVC_TASKS}
 SUITE_GROUPS: dict[str, dict[str, tuple[str, ...]] | None] = {"vtab": VTAB_GROUPS, "fgvc": None}
 
-# optional text columns: the recipe that reproduces a row (configs/experiment/<recipe>.yaml), which number its
-# source printed (last epoch or max test accuracy over evaluated epochs), the seeds, and a free comparability note
-TEXT_COLUMNS = ("recipe", "reports", "seeds", "comparable")
-REPORTS = ("last", "max_test")
 # V-PETL Bench's Performance-Parameter Trade-off normalises the trainable-parameter count by 10^7.
 PPT_PARAM_SCALE = 1e7
 ROW_KEYS_OUT = ("backbone", "method", "method_setting", "recipe")
+PER_TASK = "per_task"  # a method_options value that varies per task: only the row's recipe reproduces it
+# optional text columns describing the published setting -> (valid values or None for free text, default)
+SETTING_COLUMNS: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "recipe": (None, ""),
+    "method_options": (None, "{}"),
+    "comparable": (("yes", "no"), "yes"),
+    "copied_from": (None, ""),
+    "reports": (("last", "max_test", "unknown"), "unknown"),
+    "seeds": (None, "unknown"),
+    "params_include_head": (("yes", "no", "unknown"), "no"),
+    "paper_mean_kind": (("mean_over_tasks", "mean_of_group_means"), "mean_over_tasks"),
+    "role": (("primary", "second_source"), "primary"),
+}
+TEXT_COLUMNS = ("family", "source_table", "notes", *SETTING_COLUMNS)
 
 
 def ppt(mean_accuracy: float | None, trainable_params: float | None) -> float | None:
@@ -102,8 +124,7 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
     frames = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            frame = pd.read_csv(path, dtype={c: str for c in ("method", "family", "notes", *TEXT_COLUMNS)},
-                                keep_default_na=False,
+            frame = pd.read_csv(path, dtype={c: str for c in ("method", *TEXT_COLUMNS)}, keep_default_na=False,
                                 na_values={c: [""] for c in (*VTAB_TASKS, *FGVC_TASKS, "paper_mean", "params_M",
                                                              "paper_ppt")})
         except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -118,7 +139,9 @@ def load_reference(reference_dir: str | Path) -> pd.DataFrame:
         tasks = SUITE_TASKS[suite]
         means = group_means({t: row.get(t) for t in tasks}, SUITE_GROUPS[suite], tasks)
         params = row.get("params_M")
-        means["ppt"] = ppt(row.get("paper_mean"), None if pd.isna(params) else params * 1e6)
+        # PPT takes the plain mean over tasks: the printed one, or the cells' where the source printed another mean
+        mean = row.get("paper_mean") if row["paper_mean_kind"] == "mean_over_tasks" else means["mean_over_tasks"]
+        means["ppt"] = ppt(mean, None if pd.isna(params) else params * 1e6)
         derived.append(means)
     return pd.concat([table, pd.DataFrame(derived)], axis=1)
 
@@ -132,8 +155,7 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if bad_suites:
         raise DataError(f"reference table {path}: unknown suite(s) {', '.join(map(str, bad_suites))}; "
                         f"valid choices: {', '.join(sorted(SUITE_TASKS))}")
-    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", "family", "source_table", "notes",
-                                     *TEXT_COLUMNS}
+    known = set(REQUIRED_COLUMNS) | {"paper_mean", "params_M", "paper_ppt", *TEXT_COLUMNS}
     for suite in set(frame["suite"]):
         tasks = SUITE_TASKS[suite]
         absent = [t for t in tasks if t not in frame.columns]
@@ -149,68 +171,97 @@ def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if unsourced:
         raise DataError(f"reference table {path}: row(s) {', '.join(str(i + 2) for i in unsourced)} "
                         "have no source; every published number must name where it was read")
-    numeric = [c for c in frame.columns
-               if c in known - set(REQUIRED_COLUMNS) - {"family", "source_table", "notes", *TEXT_COLUMNS}]
+    numeric = [c for c in frame.columns if c in known - set(REQUIRED_COLUMNS) - set(TEXT_COLUMNS)]
     for col in numeric:
         converted = pd.to_numeric(frame[col], errors="coerce")
         if (converted.isna() & frame[col].notna()).any():
             raise DataError(f"reference table {path}: column {col} holds a value that is not a number")
         frame[col] = converted
-    for col in ("method", "family", "recipe", "reports"):
+    for col in ("method", "family"):
         frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
-    bad = sorted(set(frame["reports"]) - {"", *REPORTS})
-    if bad:
-        raise DataError(f"reference table {path}: reports {', '.join(bad)}; valid: {', '.join(REPORTS)} (or empty = last)")
+    for col, (valid, default) in SETTING_COLUMNS.items():
+        values = frame[col].fillna("").astype(str).str.strip() if col in frame else pd.Series("", index=frame.index)
+        frame[col] = values.where(values != "", default)
+        if valid is not None:
+            bad = sorted(set(frame[col]) - set(valid))
+            if bad:
+                raise DataError(f"reference table {path}: column {col} holds {', '.join(map(repr, bad))}; "
+                                f"valid: {', '.join(valid)} (or empty for {default!r})")
+    for i, text in frame["method_options"].items():
+        try:
+            options = json.loads(text)
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise DataError(f"reference table {path}: row {i + 2} method_options {text!r} is not a JSON object, "
+                            'e.g. {"rank": 8} or {}')
     return frame
 
 
-def default_setting(method: str) -> str | None:
-    """The ``method_setting`` of a registered method's YAML defaults (None when it cannot be composed)."""
+def _options(text: Any) -> dict[str, Any]:
+    """A ``method_options`` cell (JSON object) as a dict; empty or missing is ``{}``."""
+    if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == "":
+        return {}
+    return json.loads(text)
+
+
+def _same(a: Any, b: Any) -> bool:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    if numbers:
+        return math.isclose(float(a), float(b))
+    return a == b
+
+
+def default_options(method: str) -> dict[str, Any] | None:
+    """A registered method's YAML defaults, ``name`` and ``label`` left out (None when it cannot be composed)."""
     from peftbench.config import compose
-    from peftbench.records import method_setting
 
     try:
-        return method_setting(compose([f"method={method}"])["method"])
+        block = compose([f"method={method}"])["method"]
     except Exception:  # an unregistered name or a config Hydra cannot compose: nothing to match against
         return None
+    return {k: v for k, v in block.items() if k not in ("name", "label")}
 
 
-def _matches(our: pd.Series, ref: pd.DataFrame, defaults: dict[str, str | None]) -> pd.DataFrame:
-    """The reference rows run with our row's full setting: the row's recipe when it names one, else the method's
-    registered defaults (a rank-16 LoRA run is never set against the rank-8 row)."""
-    if ref.empty:
-        return ref
-    same = ref[ref["backbone"] == our["backbone"]]
-    recipes = same["recipe"] if "recipe" in same else pd.Series("", index=same.index)
-    by_recipe = same[(recipes != "") & (recipes == our.get("recipe", ""))]
-    if our.get("recipe", ""):
-        return by_recipe
-    if our["method"] not in defaults:
-        defaults[our["method"]] = default_setting(our["method"])
-    if our["method_setting"] != defaults[our["method"]]:
-        return same.iloc[0:0]
-    return same[(recipes == "") & (same["method"] == our["method"])]
+def setting_mismatch(our: pd.Series, paper: pd.Series, defaults: dict[str, Any] | None) -> str:
+    """Why a reference row on our backbone is not set beside our row (``""``: it is).
 
+    Args:
+        our: a row of a suite table (``method``, ``method_options`` as JSON, ``recipe``).
+        paper: a row of :func:`load_reference`'s table.
+        defaults: the registered defaults of our row's method (:func:`default_options`).
 
-def _why_unmatched(our: pd.Series, ref: pd.DataFrame) -> str:
-    same_method = ref[ref["method"] == our["method"]] if not ref.empty else ref
-    if same_method.empty:
-        return "no published row for this method"
-    if our["backbone"] not in set(same_method["backbone"]):
-        return "published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
-    recipes = sorted({r for r in same_method.get("recipe", pd.Series(dtype=str)) if r})
-    hint = f"; the published rows were run with experiment={', experiment='.join(recipes)}" if recipes else ""
-    return f"no published row with this setting (recipe {our.get('recipe', '') or 'none'}){hint}"
+    Returns:
+        An empty string when the row matches, else a short reason naming the row.
+    """
+    name = paper["display_name"]
+    if paper.get("comparable", "yes") == "no":
+        return f"{name}: not comparable (see its notes)"
+    recipe, ours = paper.get("recipe", "") or "", our.get("recipe", "") or ""
+    if recipe or ours:
+        if recipe == ours:
+            return ""
+        return f"{name}: run with experiment={recipe}" if recipe else f"{name}: published without a recipe"
+    if paper["method"] != our["method"]:
+        return f"{name}: another method"
+    wanted = _options(paper.get("method_options"))
+    if any(v == PER_TASK for v in wanted.values()):
+        return f"{name}: per-task {', '.join(k for k, v in wanted.items() if v == PER_TASK)}"
+    have = _options(our.get("method_options"))
+    expected = {**(defaults or have), **wanted}
+    differ = {k: v for k, v in expected.items() if k not in have or not _same(have[k], v)}
+    if differ:
+        return f"{name}: published for {json.dumps(differ)}, this row has {json.dumps({k: have.get(k) for k in differ})}"
+    return ""
 
 
 def compare(ours: dict[str, pd.DataFrame], reference: pd.DataFrame, suite: str) -> pd.DataFrame:
     """Ours beside the papers: one row per our row x matching reference row x task / group / mean.
 
-    A reference row matches our row when both are on the same backbone and were run with the same setting: the
-    reference row's ``recipe`` equals ours, or (rows without a recipe) the method name equals ours and our run
-    used the method's registered defaults without a recipe. Each comparison uses the number the source printed
-    (the reference's ``reports``: ``last`` epoch, or ``max_test`` over evaluated epochs). Our rows without a match
-    are listed once with ``reference_status`` saying why, so a missing comparison is visible rather than silent.
+    A reference row matches when it is on our row's backbone and was run with its setting
+    (:func:`setting_mismatch`); the comparison takes the number its source printed (``reports``: ``last`` from the
+    headline table, ``max_test`` from the max-test table; ``unknown`` uses the last epoch and says so). Our rows
+    without a match are listed once with ``reference_status`` saying why, so a missing comparison is visible.
 
     Args:
         ours: the suite tables by metric: ``{"last": table, "max_test": table}`` (``max_test`` optional).
@@ -218,24 +269,36 @@ def compare(ours: dict[str, pd.DataFrame], reference: pd.DataFrame, suite: str) 
         suite: ``"vtab"`` or ``"fgvc"``.
 
     Returns:
-        Long table with ``ours``, ``paper`` and ``delta`` (= ours - paper) per ``metric``.
+        Long table with ``ours``, ``paper`` and ``delta`` (= ours - paper) per ``metric``, the number compared
+        (``reports``) and the reference row's ``reference_recipe``.
     """
     tasks, groups = SUITE_TASKS[suite], SUITE_GROUPS[suite]
     metrics = [*tasks, *(groups or {}), *(["mean_of_group_means"] if groups else []), "mean_over_tasks", "ppt"]
     ref = reference[reference["suite"] == suite] if not reference.empty else reference
-    last = ours["last"]
-    defaults: dict[str, str | None] = {}
+    defaults: dict[str, dict[str, Any] | None] = {}
     rows = []
-    for index, our in last.iterrows():
+    for index, our in ours["last"].iterrows():
         key = {k: our.get(k, "") for k in ROW_KEYS_OUT}
-        matches = _matches(our, ref, defaults)
+        same_method = ref[ref["method"] == our["method"]] if not ref.empty else ref
+        candidates = ref[ref["backbone"] == our["backbone"]] if not ref.empty else ref
+        if our["method"] not in defaults:
+            defaults[our["method"]] = default_options(our["method"])
+        reasons = {i: setting_mismatch(our, paper, defaults[our["method"]]) for i, paper in candidates.iterrows()}
+        matches = candidates.loc[[i for i, why in reasons.items() if not why]]
         if matches.empty:
+            if not same_method.empty and our["backbone"] not in set(same_method["backbone"]):
+                why = "published only for backbone(s) " + ", ".join(sorted(set(same_method["backbone"])))
+            elif same_method.empty and not our.get("recipe"):
+                why = "no published row for this method"
+            else:
+                related = [reasons[i] for i in same_method.index if i in reasons] or ["none"]
+                why = f"no published row for this setting (recipe {our.get('recipe') or 'none'}): " + "; ".join(related)
             rows.append({**key, "reference": "", "source": "", "reports": "", "metric": "", "ours": None,
-                         "paper": None, "delta": None, "reference_status": _why_unmatched(our, ref)})
+                         "paper": None, "delta": None, "reference_status": why, "reference_recipe": ""})
             continue
         for _, paper in matches.iterrows():
-            reports = paper.get("reports") or "last"
-            table = ours.get(reports)
+            reports = paper.get("reports", "unknown") or "unknown"
+            table = ours.get("max_test" if reports == "max_test" else "last")
             mine_row = table.loc[index] if table is not None and index in table.index else None
             for metric in metrics:
                 mine = None if mine_row is None else mine_row.get(metric)
@@ -245,7 +308,7 @@ def compare(ours: dict[str, pd.DataFrame], reference: pd.DataFrame, suite: str) 
                 rows.append({**key, "reference": paper["display_name"], "source": paper["source"],
                              "reports": reports, "metric": metric, "ours": mine, "paper": theirs,
                              "delta": None if mine is None or theirs is None else mine - theirs,
-                             "reference_status": "matched"})
+                             "reference_status": "matched", "reference_recipe": paper.get("recipe", "")})
     columns = [*ROW_KEYS_OUT, "reference", "source", "reports", "metric", "ours", "paper", "delta",
-               "reference_status"]
+               "reference_status", "reference_recipe"]
     return pd.DataFrame(rows, columns=columns)
