@@ -110,14 +110,26 @@ def _hydra_command_line() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _cap_warmup(plain: dict[str, Any]) -> list[str]:
-    """A warmup longer than the cosine part of the run is capped at it (quick checks just run); say so."""
+def _fit_to_run_length(plain: dict[str, Any]) -> list[str]:
+    """Shorten what a shortened run cannot hold, and say so (quick checks of a recipe just run).
+
+    A warmup longer than the cosine part is capped at it; evaluation epochs past the run's last epoch are dropped.
+    """
     trainer = plain.get("trainer") or {}
-    warmup, epochs = trainer.get("warmup_epochs"), trainer.get("epochs")
-    if isinstance(warmup, int) and isinstance(epochs, int) and epochs >= 1 and warmup > epochs:
+    epochs, adjustments = trainer.get("epochs"), []
+    if not isinstance(epochs, int) or epochs < 1:
+        return adjustments  # the typed config reports it
+    warmup = trainer.get("warmup_epochs")
+    if isinstance(warmup, int) and warmup > epochs:
         trainer["warmup_epochs"] = epochs
-        return [f"trainer.warmup_epochs {warmup} -> {epochs}: capped at trainer.epochs"]
-    return []
+        adjustments.append(f"trainer.warmup_epochs {warmup} -> {epochs}: capped at trainer.epochs")
+    total = epochs + (trainer.get("cooldown_epochs") or 0)
+    evals = trainer.get("eval_epochs")
+    if isinstance(evals, list) and any(isinstance(e, int) and e >= total for e in evals):
+        kept = [e for e in evals if not (isinstance(e, int) and e >= total)]
+        trainer["eval_epochs"] = kept
+        adjustments.append(f"trainer.eval_epochs {evals} -> {kept}: epochs past the run's last ({total - 1}) dropped")
+    return adjustments
 
 
 def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
@@ -138,7 +150,7 @@ def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
             raise ConfigError(f"the config has no '{key}' block; compose it from configs/train.yaml")
     overrides = _hydra_command_line() if command_line is None else command_line
     plain, per_task = resolve_per_task(plain, suite_tasks(), command_line_keys(overrides))
-    adjustments = _cap_warmup(plain)
+    adjustments = _fit_to_run_length(plain)
     method_init = plain.get("method_init", "paper")
     if method_init not in METHOD_INITS:
         raise ConfigError(f"method_init={method_init!r}; valid choices: {', '.join(METHOD_INITS)}")

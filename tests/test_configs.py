@@ -60,7 +60,7 @@ def test_method_yaml_equals_the_typed_defaults(name):
     ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
 )
 def test_every_option_composes_into_the_train_config(group, option):
-    override = f"+{group}={option}" if group == "experiment" else f"{group}={option}"
+    override = f"{group}={option}"
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[override])
     plain = to_plain(cfg)

@@ -8,7 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from peftbench.results.reference import SETTING_COLUMNS, SUITE_TASKS, compare, load_reference, ppt
+from peftbench.results.reference import (
+    SETTING_COLUMNS,
+    SUITE_TASKS,
+    compare,
+    default_options,
+    load_reference,
+    ppt,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference"
@@ -108,20 +115,37 @@ def _ours(method: str, options: dict, recipe: str | None = None) -> pd.DataFrame
     return pd.DataFrame([row])
 
 
+def _compare(ours: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    return compare({"last": ours, "max_test": ours}, reference, "vtab")
+
+
 def test_compare_sets_a_run_only_beside_rows_of_its_setting(reference):
     vtab = reference[reference["suite"] == "vtab"]
-    same = compare(_ours("lora", {"rank": 8, "targets": "qkv", "alpha": None}), vtab, "vtab")
+    same = _compare(_ours("lora", {"rank": 8, "targets": "qkv", "alpha": None}, recipe="noah/lora"), vtab)
     assert set(same["reference"]) == {"LoRA"} and set(same["source"].str[:6]) == {"V-PETL", "NOAH ("}
-    rank16 = compare(_ours("lora", {"rank": 16, "targets": "qkv"}), vtab, "vtab")
-    assert rank16["reference"].tolist() == [""] and '"rank": 8' in rank16["reference_status"].iloc[0]
-    fact = compare(_ours("fact_tk", {"rank": 8, "scale": 10.0}), vtab, "vtab")
-    assert fact["reference"].tolist() == [""] and "run recipe fact/fact_tk" in fact["reference_status"].iloc[0]
-    by_recipe = compare(_ours("fact_tk", {"rank": 32}, recipe="fact/fact_tk"), vtab, "vtab")
-    assert set(by_recipe["reference"]) == {"FacT"} and set(by_recipe["reference_reports"]) == {"max_test"}
-    shallow = compare(_ours("vpt_shallow", {"length": 50}), vtab, "vtab")
+    assert set(same["reports"]) == {"max_test"}
+    # the same method options without NOAH's recipe are another experiment: never set beside its row
+    plain = _compare(_ours("lora", {"rank": 8, "targets": "qkv", "alpha": None}), vtab)
+    assert plain["reference"].tolist() == [""] and "experiment=noah/lora" in plain["reference_status"].iloc[0]
+    fact = _compare(_ours("fact_tk", {"rank": 8, "scale": 10.0}), vtab)
+    assert fact["reference"].tolist() == [""] and "experiment=fact/fact_tk" in fact["reference_status"].iloc[0]
+    by_recipe = _compare(_ours("fact_tk", {"rank": 32}, recipe="fact/fact_tk"), vtab)
+    assert set(by_recipe["reference"]) == {"FacT"} and set(by_recipe["reports"]) == {"max_test"}
+    shallow = _compare(_ours("vpt_shallow", {"length": 50}, recipe="vpt/vpt_shallow"), vtab)
     assert "not comparable" in shallow["reference_status"].iloc[0]
-    full = compare(_ours("full", {}), vtab, "vtab")
+    full = _compare(_ours("full", {}, recipe="vpt/full"), vtab)
     assert set(full["reference"]) == {"Full fine-tuning"}  # NOAH's Full row (a typo) is marked not comparable
+    assert set(full["reports"]) == {"last"}
+
+
+def test_rows_without_a_recipe_match_the_registered_defaults_with_their_options(reference):
+    vtab = reference[reference["suite"] == "vtab"]
+    lst = default_options("lst")
+    assert lst is not None and lst["reduction_factor"] == 8
+    matched = _compare(_ours("lst", lst), vtab)
+    assert set(matched["reference"]) == {"LST"} and set(matched["reports"]) == {"unknown"}
+    other = _compare(_ours("lst", {**lst, "reduction_factor": 4}), vtab)
+    assert other["reference"].tolist() == [""] and '"reduction_factor": 8' in other["reference_status"].iloc[0]
 
 
 def test_setting_columns_are_checked(tmp_path):

@@ -124,7 +124,8 @@ def step_costs(methods: list[str], overrides: list[str],
     costs = {}
     for name in methods:
         extra = (per_method or {}).get(name, [])
-        spec = parse_spec(compose([f"method={name}", *overrides, *extra]))
+        args = [f"method={name}", *overrides, *extra]
+        spec = parse_spec(compose(args), command_line=args)
         size = spec.backbone.img_size
         method = make_method(spec.method, spec.dataset.name, spec.dataset.suite)
         model = build_model(spec.backbone, method, 16, weights=False).model

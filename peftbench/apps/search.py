@@ -134,7 +134,7 @@ def _train_stage(args: Sequence[str], stage: str) -> dict[str, Any]:
     cfg = compose(args)
     from peftbench.assemble import parse_spec
 
-    path = parse_spec(cfg).run_dir / RESULT_FILE  # where that run writes its record
+    path = parse_spec(cfg, command_line=list(args)).run_dir / RESULT_FILE  # where that run writes its record
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "peftbench.cli.train", *args]
@@ -206,7 +206,8 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
                                sup_res.provenance.device) | {"run_dir": str(sup_dir)}
     write_json_atomic(stages_path, stages)
 
-    found = run_search(compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages)
+    found = run_search(compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages,
+                       supernet_args)
     write_json_atomic(stages_path, stages)
     best = found["best"]
     arch_path = out / "arch.yaml"
@@ -250,7 +251,7 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
 
 
 def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: Path,
-               stages: dict[str, Any]) -> dict[str, Any]:
+               stages: dict[str, Any], command_line: Sequence[str] = ()) -> dict[str, Any]:
     """Stage 2 in this process: load the supernet, evolve on val200; returns the finished state."""
     from peftbench.assemble import assemble, parse_spec
     from peftbench.data.cache import decode_split, is_cacheable
@@ -259,7 +260,7 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
     from peftbench.methods.task_checkpoint import load_task_checkpoint
     from peftbench.methods.unified.search.evolution import Evolution
 
-    spec = parse_spec(plain)
+    spec = parse_spec(plain, command_line=list(command_line))
     t0, c0 = time.perf_counter(), time.process_time()
     asm = assemble(spec, protocol="tune")
     model, method, splits = asm.model, asm.method, asm.data()

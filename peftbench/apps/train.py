@@ -69,15 +69,16 @@ def dry_run(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def run(cfg: Any) -> RunRecord | None:
+def run(cfg: Any, command_line: list[str] | None = None) -> RunRecord | None:
     """Train and evaluate one backbone x method x dataset; write and return its result record.
 
     A finished run (same config hash) is skipped, refused or replaced according to ``on_existing``;
     a replaced result is kept as ``result.json.bak-<time>``. Diverged runs are recorded with status
     ``diverged``; a crash is recorded as ``failed`` before the error propagates. With ``dry_run=true`` it prints
-    the resolved config (:func:`dry_run`) as one JSON object and returns None.
+    the resolved config (:func:`dry_run`) as one JSON object and returns None. ``command_line``: the overrides
+    ``cfg`` was composed with, whose keys win over a recipe's per-task values (None: the running Hydra job's).
     """
-    spec = parse_spec(cfg)
+    spec = parse_spec(cfg, command_line)
     if spec.dry_run:
         print(json.dumps(dry_run(spec), indent=2, default=str))
         return None

@@ -135,7 +135,7 @@ def tune(overrides: Sequence[str], search: str = "grid") -> list[dict[str, Any]]
         final_cfg = compose(final_overrides)
         from peftbench.assemble import parse_spec
 
-        path = parse_spec(final_cfg).run_dir / RESULT_FILE  # where that run wrote its record
+        path = parse_spec(final_cfg, command_line=final_overrides).run_dir / RESULT_FILE  # where that run wrote its record
         record = read_record(path)
         record.tuning = TuningBlock(
             search=search,
