@@ -9,7 +9,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.attach import attach_method
-from peftbench.methods.base import PeftModule
+from peftbench.methods.base import PeftModule, method_owned_buffers
 from peftbench.methods.registry import available_methods, build_method
 from peftbench.methods.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from tests.method_rows import all_rows
@@ -123,7 +123,7 @@ def test_checkpoint_holds_only_trained_tensors_and_reloads(name, fam, tmp_path):
     from safetensors.torch import load_file
 
     saved = load_file(str(path))
-    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad} | set(method_owned_buffers(model))
     fresh, _, _ = _prepared(name, fam)
     load_task_checkpoint(fresh, path)
     x = _x()
