@@ -1,4 +1,4 @@
-"""Contract rows of the addition family's prompt, prefix and side-tuning methods (VPT, prefix, LST)."""
+"""Contract rows of the addition family's prompt, prefix and side-tuning methods (VPT, prefix, LST, DTL)."""
 
 from __future__ import annotations
 
@@ -47,5 +47,12 @@ ROWS = [
         vit_b16_formula=_lst_count,
         source="V-PETL Bench VTAB-1k table 'LST' 2.38M: r = 8 side ViT (d = 96) at all 12 blocks, biased ladders",
         backbones=("vit",),
+    ),
+    Row(
+        "dtl",
+        vit_b16_params=36_864,
+        vit_b16_formula=lambda: L * (D * 2 + 2 * D),
+        source="V-PETL Bench VTAB-1k 'DTL' 0.04M: a rank-2 map (no bias) before each of the 12 blocks (heekhero/DTL "
+        "train_dtl.sh r=2, lora_before_blocks 0-11); DTL+ (fusion_size=3) adds a 768 x 3 x 3 DWConv",
     ),
 ]
