@@ -193,9 +193,10 @@ def _apply_vit(model: nn.Module, cfg: DTLConfig) -> None:
             f"dtl pool={cfg.pool!r} needs a ViT with timm global_pool 'token' (or 'avg' for pool=avg); this model "
             f"has global_pool={pool!r}. Use a class-token backbone such as vit_b16_in21k"
         )
-    grid = tuple(model.patch_embed.grid_size) if cfg.fusion_size else None
+    gh, gw = model.patch_embed.grid_size
+    grid = (int(gh), int(gw)) if cfg.fusion_size else None
     side = CompactSideNetwork(blocks, model.embed_dim, list(range(cfg.read_from, depth)),
-                              list(range(add_from, depth)), cfg, prefix, grid)  # type: ignore[arg-type]
+                              list(range(add_from, depth)), cfg, prefix, grid)
     like = blocks[0].attn.qkv.weight
     replace_module(model, "blocks", side.to(dtype=like.dtype, device=like.device))
     if cfg.pool == "avg" and pool == "token":  # timm's 'avg' already pools the patches before its fc_norm

@@ -295,8 +295,9 @@ def apply_hst(model: nn.Module, cfg: HSTConfig) -> nn.Module:
     dim, depth = model.embed_dim, len(blocks)
     ends = _stage_ends(cfg, depth)
     slot = _ImageSlot()
+    gh, gw = model.patch_embed.grid_size
     side = HierarchicalSideNetwork(
-        blocks, slot, dim, int(model.num_prefix_tokens), tuple(model.patch_embed.grid_size),  # type: ignore[arg-type]
+        blocks, slot, dim, int(model.num_prefix_tokens), (int(gh), int(gw)),
         model.patch_embed.proj.in_channels, ends, cfg, first.mlp.fc1.out_features / dim,
         first.attn.qkv.bias is not None, float(getattr(blocks[-1].drop_path1, "drop_prob", 0.0)),
     )
