@@ -33,6 +33,8 @@ class Row:
         requires: optional packages the method needs (its tests skip cleanly without them).
         vit_b16_options: config overrides for the ViT-B/16 count (e.g. the task a published architecture
             belongs to); empty = the registered defaults.
+        vit_b16_head: head parameters on ViT-B/16 with 100 classes (a method whose classifier reads a side
+            network's narrower features has a smaller head).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Row:
     mergeable: bool = False
     requires: tuple[str, ...] = ()
     vit_b16_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vit_b16_head: int = 769 * 100
 
 
 D, L, MLP = 768, 12, 3072  # ViT-B/16

@@ -9,7 +9,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.attach import attach_method
-from peftbench.methods.base import PeftModule
+from peftbench.methods.base import PeftModule, method_owned_buffers
 from peftbench.methods.registry import available_methods, build_method
 from peftbench.methods.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from tests.method_rows import all_rows
@@ -124,7 +124,7 @@ def test_checkpoint_holds_only_trained_tensors_and_reloads(name, fam, tmp_path):
     from safetensors.torch import load_file
 
     saved = load_file(str(path))
-    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(saved) == {n for n, p in model.named_parameters() if p.requires_grad} | set(method_owned_buffers(model))
     fresh, _, _ = _prepared(name, fam)
     load_task_checkpoint(fresh, path)
     x = _x()
@@ -166,7 +166,7 @@ def test_vit_b16_parameter_count_matches_the_paper_and_the_formula(name):
     # each against the code's count: the number the paper prints, and the analytic formula it comes from
     assert counts.trainable_params_without_head == row.vit_b16_params, f"the paper's count ({row.source})"
     assert counts.trainable_params_without_head == row.vit_b16_formula(), "the analytic formula"
-    assert counts.head_params == 769 * 100
+    assert counts.head_params == row.vit_b16_head
 
 
 @pytest.mark.parametrize("name", available_methods())

@@ -199,6 +199,28 @@ def method_owned_parameters(
     yield from walk(model, False)
 
 
+def method_owned_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Persistent buffers inside :class:`PeftModule`s (outside a wrapped ``base_layer``), by qualified name.
+
+    These are state a method learns without gradients, e.g. the running statistics of a BatchNorm in HST's side
+    network; they belong in a task checkpoint with the trained parameters.
+    """
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(module: nn.Module, prefix: str, owned: bool) -> None:
+        owned = owned or isinstance(module, PeftModule)
+        if owned:
+            skip = getattr(module, "_non_persistent_buffers_set", set())
+            for name, buf in module.named_buffers(recurse=False):
+                if buf is not None and name not in skip:
+                    out.setdefault(prefix + name, buf)
+        for child_name, child in module.named_children():
+            walk(child, f"{prefix}{child_name}.", owned and child_name != "base_layer")
+
+    walk(model, "", False)
+    return out
+
+
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The task classifier's parameters (timm's ``get_classifier()``)."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None

@@ -22,6 +22,8 @@ from peftbench.methods.addition.adapter.parallel_adapter import ParallelAdapterM
 from peftbench.methods.addition.adapter.sct import SCT
 from peftbench.methods.addition.prefix.prefix import PrefixTuning
 from peftbench.methods.addition.prompt.vpt import VPTDeep, VPTShallow
+from peftbench.methods.addition.side.dtl import DTL
+from peftbench.methods.addition.side.hst import HST
 from peftbench.methods.addition.side.lst import LadderSideTuning
 from peftbench.methods.base import TAXONOMY, PeftMethod
 from peftbench.methods.baselines import FullFinetune, LinearProbe
@@ -58,7 +60,7 @@ METHODS: tuple[type[PeftMethod], ...] = (
     FullFinetune, LinearProbe,
     # addition: adapters, prompts, prefixes, side networks
     Adapter, HoulsbyAdapter, AdaptFormer, AIM, Convpass, ParallelAdapterMethod,
-    VPTShallow, VPTDeep, PrefixTuning, LadderSideTuning,
+    VPTShallow, VPTDeep, PrefixTuning, LadderSideTuning, DTL, HST,
     # partial: specification tuning
     BitFit, LNTune, AttnTune, DiffFit, PartialK,
     # partial: reparameter tuning (peftbench's own and Hugging Face PEFT's tuners)
