@@ -36,6 +36,7 @@ from peftbench.methods.partial.hf_peft.tuners import (
     HFVeRA,
 )
 from peftbench.methods.partial.reparam.fact import FacTTK, FacTTT
+from peftbench.methods.partial.reparam.hydra import Hydra
 from peftbench.methods.partial.reparam.kadaptation import KAdaptation
 from peftbench.methods.partial.reparam.lora import LoRA, LoRAQV
 from peftbench.methods.partial.reparam.repadapter import RepAdapter
@@ -61,6 +62,7 @@ METHODS: tuple[type[PeftMethod], ...] = (
     BitFit, LNTune, AttnTune, DiffFit, PartialK,
     # partial: reparameter tuning (peftbench's own and Hugging Face PEFT's tuners)
     LoRA, LoRAQV, FacTTT, FacTTK, KAdaptation, SSF, RepAdapter,
+    Hydra,
     HFLoRA, HFDoRA, HFLoHa, HFLoKr, HFOFT, HFBOFT, HFVeRA, HFFourierFT, HFIA3,
     # unified: compositions and searched methods
     Compose, VPETLUnified, UTuning, NOAH, GLoRA,
