@@ -15,9 +15,11 @@ from typing import Any
 from peftbench.config import build_config
 from peftbench.errors import ConfigError, PeftbenchError, UnknownNameError
 from peftbench.methods.addition.adapter.adapter import Adapter, HoulsbyAdapter
+from peftbench.methods.addition.adapter.adapter_plus import AdapterPlus
 from peftbench.methods.addition.adapter.adaptformer import AdaptFormer
 from peftbench.methods.addition.adapter.aim import AIM
 from peftbench.methods.addition.adapter.convpass import Convpass
+from peftbench.methods.addition.adapter.mona import Mona
 from peftbench.methods.addition.adapter.parallel_adapter import ParallelAdapterMethod
 from peftbench.methods.addition.prefix.prefix import PrefixTuning
 from peftbench.methods.addition.prompt.vpt import VPTDeep, VPTShallow
@@ -58,6 +60,7 @@ METHODS: tuple[type[PeftMethod], ...] = (
     # addition: adapters, prompts, prefixes, side networks
     Adapter, HoulsbyAdapter, AdaptFormer, AIM, Convpass, ParallelAdapterMethod,
     VPTShallow, VPTDeep, PrefixTuning, LadderSideTuning,
+    AdapterPlus, Mona,
     # partial: specification tuning
     BitFit, LNTune, AttnTune, DiffFit, PartialK,
     # partial: reparameter tuning (peftbench's own and Hugging Face PEFT's tuners)
