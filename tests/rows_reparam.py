@@ -1,4 +1,4 @@
-"""Contract rows of the reparameter methods (LoRA, FacT, KAdaptation) and the Hugging Face PEFT bridge."""
+"""Contract rows of the reparameter methods (LoRA, FacT, KAdaptation, Hydra) and the Hugging Face PEFT bridge."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from tests.method_rows import MLP, D, L, Row
 
 R = 8  # LoRA rank of the VTAB-1k tables
 N_KRON, W_KRON = 32, D // 32  # KAdaptation: 32 Kronecker products of (24 x 24) fast weights on ViT-B
+
+
+def _branch(fan_in: int, fan_out: int, rank: int) -> int:
+    """A linear down (fan_in -> rank) / up (rank -> fan_out) pair with biases (Hydra's branches)."""
+    return fan_in * rank + rank + rank * fan_out + fan_out
 
 NATIVE_ROWS = [
     Row(
@@ -57,6 +62,16 @@ NATIVE_ROWS = [
         vit_b16_formula=lambda: L * (2 * N_KRON * 1 * (W_KRON + W_KRON) + D) + 2 * 2 * N_KRON**2,
         source="KAdaptation official README (eric-ai-lab/PEViT): 79,699 trainable incl. head averaged over "
         "ELEVATER minus the linear-probe head average 29,523 = 50,176 (no VTAB-1k row published)",
+        mergeable=True,
+    ),
+    Row(
+        "hydra",
+        zero_params=("up.weight", "up.bias"),
+        vit_b16_params=239_712,
+        vit_b16_formula=lambda: L * (3 * _branch(D, D, 2) + _branch(MLP, D, 2)),
+        source="Hydra (Kim et al. 2023) vtab1k/README.md table and V-PETL Bench README VTAB-1k 'Hydra' 0.28M: both "
+        "count the head averaged over the 19 VTAB-1k tasks (their linear probe is 0.04M): 239,712 + 940 x 769 / 19 "
+        "= 277,757; r = 2, a parallel and a sequential branch on attn.proj and on mlp.fc2",
         mergeable=True,
     ),
 ]

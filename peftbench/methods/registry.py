@@ -15,9 +15,11 @@ from typing import Any
 from peftbench.config import build_config
 from peftbench.errors import ConfigError, PeftbenchError, UnknownNameError
 from peftbench.methods.addition.adapter.adapter import Adapter, HoulsbyAdapter
+from peftbench.methods.addition.adapter.adapter_plus import AdapterPlus
 from peftbench.methods.addition.adapter.adaptformer import AdaptFormer
 from peftbench.methods.addition.adapter.aim import AIM
 from peftbench.methods.addition.adapter.convpass import Convpass
+from peftbench.methods.addition.adapter.mona import Mona
 from peftbench.methods.addition.adapter.parallel_adapter import ParallelAdapterMethod
 from peftbench.methods.addition.adapter.sct import SCT
 from peftbench.methods.addition.prefix.prefix import PrefixTuning
@@ -39,6 +41,7 @@ from peftbench.methods.partial.hf_peft.tuners import (
     HFVeRA,
 )
 from peftbench.methods.partial.reparam.fact import FacTTK, FacTTT
+from peftbench.methods.partial.reparam.hydra import Hydra
 from peftbench.methods.partial.reparam.kadaptation import KAdaptation
 from peftbench.methods.partial.reparam.lora import LoRA, LoRAQV
 from peftbench.methods.partial.reparam.repadapter import RepAdapter
@@ -61,10 +64,12 @@ METHODS: tuple[type[PeftMethod], ...] = (
     # addition: adapters, prompts, prefixes, side networks
     Adapter, HoulsbyAdapter, AdaptFormer, AIM, Convpass, ParallelAdapterMethod,
     VPTShallow, VPTDeep, PrefixTuning, LadderSideTuning, DTL, HST,
+    AdapterPlus, Mona,
     # partial: specification tuning
     BitFit, LNTune, AttnTune, DiffFit, PartialK,
     # partial: reparameter tuning (peftbench's own and Hugging Face PEFT's tuners)
     LoRA, LoRAQV, FacTTT, FacTTK, KAdaptation, SSF, RepAdapter,
+    Hydra,
     HFLoRA, HFDoRA, HFLoHa, HFLoKr, HFOFT, HFBOFT, HFVeRA, HFFourierFT, HFIA3,
     # unified: compositions and searched methods
     Compose, VPETLUnified, UTuning, NOAH, GLoRA,
