@@ -36,7 +36,10 @@ def load_task_checkpoint(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"task checkpoint {path} does not exist")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # not a safetensors file, truncated, ...: the library raises several types
+        raise CheckpointError(f"cannot read task checkpoint {path}: {exc}") from None
     params = dict(model.named_parameters())
     unexpected = sorted(set(state) - set(params))
     missing = sorted(n for n, p in params.items() if p.requires_grad and n not in state)
