@@ -2,7 +2,8 @@
 
 Written to ``<results>/leaderboard/``:
 
-* ``runs.csv``: one row per readable run JSON, every status, all metrics (flattened).
+* ``runs.csv``: one row per readable run JSON, every status, all metrics (flattened), and its ``recipe`` (the
+  training schedule in one line; the suite tables list the recipes of the runs each row averages).
 * ``problems.csv``: failed, diverged and superseded runs, runs in progress (``in_progress``: a JSON
   with status ``running``, a run folder without ``result.json``, or a failed run that left a resumable
   checkpoint), and unreadable or partial JSONs (``unreadable``, with the reason), listed apart.
@@ -25,6 +26,8 @@ Written to ``<results>/leaderboard/``:
 * ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
   (:mod:`peftbench.results.tradeoffs`).
 * with plots on, ``plots/*.png`` + ``plots/*.csv`` (:mod:`peftbench.results.plots`) and ``summary.md``.
+* with the page on, ``index.html``: the tables sortable and filterable, the heat map of ours minus the paper
+  and the accuracy-vs-cost plots, self-contained (:mod:`peftbench.results.page`).
 
 Only ``final``-protocol runs with status ``success`` enter the suite tables. Rows are keyed by backbone,
 so runs on different backbones are never averaged together. When a (row, task) has finished runs of
@@ -51,6 +54,7 @@ from peftbench.records import (
     read_record,
     setting_hash,
 )
+from peftbench.results.page import require_plotly, write_page
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
 from peftbench.results.statistics import ci95_half_width, mean_rank, significance, too_few_seeds
@@ -93,6 +97,23 @@ def cost_table(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# trainer keys of a recipe: (key, label, shown when 0)
+RECIPE_KEYS = (("lr", "lr", True), ("weight_decay", "wd", True), ("batch_size", "bs", True), ("epochs", "ep", True),
+               ("warmup_epochs", "warmup", True), ("label_smoothing", "ls", False), ("grad_clip", "clip", False))
+
+
+def recipe(cfg: dict[str, Any]) -> str:
+    """A run's training schedule in one line: the optimizer, then ``lr``, ``wd``, ``bs``, ``ep``, ``warmup`` and
+    label smoothing / gradient clipping when set (``adamw lr 0.005 wd 0.0001 bs 32 ep 2 warmup 0``)."""
+    trainer = cfg.get("trainer") or {}
+    parts = [str((cfg.get("optim") or {}).get("name", "?"))]
+    for key, label, always in RECIPE_KEYS:
+        value = trainer.get(key)
+        if value is not None and (always or value):
+            parts.append(f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}")
+    return " ".join(parts)
+
+
 def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     """One runs.csv row: the record's top-level keys and scalar metrics, and the keys that group its runs."""
     res = record.to_dict()
@@ -104,6 +125,7 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     row["setting_hash"] = setting_hash(cfg, record.identity.backbone_weights_sha256, record.identity.precision)
     row["method_options"] = json.dumps({k: v for k, v in method_block.items() if k not in ("name", "label")},
                                        sort_keys=True)
+    row["recipe"] = recipe(cfg)
     for key, value in record.metrics.to_dict().items():
         if not isinstance(value, (list, dict)):
             row[key] = value
@@ -194,6 +216,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         row["family"] = part["family"].iloc[0]
         row["subfamily"] = part["subfamily"].iloc[0]
         row["method_options"] = part["method_options"].iloc[0]
+        row["recipe"] = None  # the schedules of the runs averaged (filled below)
         used = []
         for task in tasks:
             runs = part[part["task"] == task]
@@ -226,6 +249,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
         row["ppt"] = ppt(row["mean_over_tasks"], part["trainable_params_without_head"].max())
         chosen_runs = pd.concat(used)
+        row["recipe"] = "; ".join(sorted(set(chosen_runs["recipe"].dropna().astype(str)))) or None
         averaged.append(chosen_runs)
         # costs from one device, never mixed: the one most of the row's runs ran on (costs.csv has every device)
         devices = chosen_runs["device"].value_counts() if "device" in chosen_runs else pd.Series([], dtype=int)
@@ -251,7 +275,7 @@ class Leaderboard:
 
 
 def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_dir: str | Path | None = None,
-          plots: bool = False) -> Leaderboard:
+          plots: bool = False, page: bool = False) -> Leaderboard:
     """Write every leaderboard table (and, with ``plots``, the figures and the summary page).
 
     Args:
@@ -261,6 +285,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             folder means no comparison tables).
         plots: also write ``plots/*.png`` with the CSV of each figure's data and ``summary.md``
             (needs matplotlib, the ``plots`` extra).
+        page: also write ``index.html``, the interactive page (:mod:`peftbench.results.page`, needs plotly).
 
     Returns:
         A :class:`Leaderboard`.
@@ -270,6 +295,8 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
     reference = load_reference(reference_dir if reference_dir is not None else results_dir / "reference")
     if plots:
         require_matplotlib()  # fail before writing anything
+    if page:
+        require_plotly()
     out.mkdir(parents=True, exist_ok=True)
     runs, problems = collect_runs(results_dir)
     unreadable = [dict(p) for p in problems if p["status"] == "unreadable"]
@@ -329,5 +356,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         figures = write_plots(tables, reference, out / "plots")
         written.update(figures)
         written["summary"] = write_summary(out, tables, reference, figures, problems, valid)
+    if page:
+        written["page"] = write_page(out, reference)
     backbones = {name: sorted(set(t["backbone"])) for name, (_, t) in tables.items()}
     return Leaderboard(written, valid, in_progress, unreadable, backbones, notes)
