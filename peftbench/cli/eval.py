@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         "JSON object with accuracy (top-1 %), expected_calibration_error (%, 15 bins), nll, the split, the "
         "image count and whether the accuracy matches the recorded one. On the run's own split and device type "
         "the accuracy equals the recorded one.",
-        epilog=__doc__.split("Examples:")[1],
+        epilog="examples:" + __doc__.split("Examples:")[1],
     )
     parser.add_argument("run", help="a run folder (<results>/runs/.../<protocol>-seed<N>-<hash>) or its result.json")
     where = parser.add_mutually_exclusive_group()

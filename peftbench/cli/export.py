@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "merged into a plain timm model (model.safetensors with the head, timm's config.json) for mergeable methods "
         "and full / linear. The export is checked against the run's logits before it is written; OUT gets "
         "peftbench_export.json with the exact loading call. Prints that manifest as JSON.",
-        epilog=__doc__.split("Examples:")[1],
+        epilog="examples:" + __doc__.split("Examples:")[1],
     )
     parser.add_argument("run", help="a run folder (<results>/runs/.../<protocol>-seed<N>-<hash>) or its result.json")
     parser.add_argument("--format", required=True, choices=("peft", "timm"), help="peft or timm")
