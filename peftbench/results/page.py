@@ -244,6 +244,39 @@ def _heatmap(name: str, versus: pd.DataFrame, backbone: str) -> Any | None:
 
 
 # -- the page ------------------------------------------------------------------------------------------------
+def _summary(out: Path, runs: pd.DataFrame, problems: pd.DataFrame) -> str:
+    """The line under the heading: what the tables rest on and how to read and use them."""
+    status = problems["status"].value_counts().to_dict() if not problems.empty else {}
+    if (out / "runs.csv").is_file():
+        n_runs = int((runs["status"] != "running").sum()) if not runs.empty and "status" in runs else 0
+        counted = f"{n_runs} finished run JSON(s)" + (
+            ": " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + " (problems.csv)" if status else "")
+    else:
+        counted = f"Tables of {out} (it holds no runs.csv: no run links or counts)"
+    return (counted + ". Top-1 accuracy (%) after the last epoch, mean over seeds (± the 95% interval where there "
+            "are two or more); click a header to sort, choose filters to hide rows; hover a point for its settings.")
+
+
+def _significance_html(tests: pd.DataFrame) -> str:
+    """The Wilcoxon tests over tasks of ``significance.csv``, folded, sortable (empty without any)."""
+    over_tasks = tests[tests["over"] == "tasks"] if not tests.empty and "over" in tests else tests
+    if over_tasks.empty:
+        return ""
+    cols = [c for c in ("table", "backbone", "method_a", "method_setting_a", "method_b", "method_setting_b", "n_a",
+                        "mean_diff", "statistic", "p_value", "note") if c in over_tasks]
+
+    def text(value: Any) -> str:
+        return _fmt(value, 4) if _num(value) is not None else str(value) if pd.notna(value) else ""
+
+    rows = "".join("<tr>" + "".join(_cell(r[c], html.escape(text(r[c]))) for c in cols) + "</tr>"
+                   for _, r in over_tasks.iterrows())
+    return ('<section><h2>Pairwise tests over tasks (significance.csv)</h2><details><summary>'
+            f"{len(over_tasks)} pair(s): Wilcoxon signed-rank over the tasks both rows have</summary>"
+            '<div class="scroll"><table class="board" id="table-significance"><thead><tr>'
+            + "".join(f'<th data-col="{i}">{html.escape(c)}</th>' for i, c in enumerate(cols))
+            + f"</tr></thead><tbody>{rows}</tbody></table></div></details></section>")
+
+
 def write_page(out: str | Path, reference: pd.DataFrame | None = None, title: str = "peftbench leaderboard",
                page_out: str | Path | None = None) -> Path:
     """Write ``<out>/index.html`` from the leaderboard CSVs in ``out``.
@@ -305,33 +338,10 @@ def write_page(out: str | Path, reference: pd.DataFrame | None = None, title: st
         f'<label>{label} <select id="filter-{key}" data-key="{key}"><option value="">all</option>'
         + "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in sorted(options[key]))
         + "</select></label>" for key, label in FILTERS)
-    status = problems["status"].value_counts().to_dict() if not problems.empty else {}
-    if (out / "runs.csv").is_file():
-        n_runs = int((runs["status"] != "running").sum()) if not runs.empty and "status" in runs else 0
-        counted = f"{n_runs} finished run JSON(s)" + (
-            ": " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + " (problems.csv)" if status else "")
-    else:
-        counted = f"Tables of {out} (it holds no runs.csv: no run links or counts)"
-    summary = (counted + ". Top-1 accuracy (%) after the last epoch, mean over seeds (± the 95% interval where there are "
-                 "two or more); click a header to sort, choose filters to hide rows; hover a point for its settings.")
-    significance = ""
-    if not tests.empty and "over" in tests:
-        over_tasks = tests[tests["over"] == "tasks"]
-        if not over_tasks.empty:
-            cols = [c for c in ("table", "backbone", "method_a", "method_setting_a", "method_b", "method_setting_b",
-                                "n_a", "mean_diff", "statistic", "p_value", "note") if c in over_tasks]
-            rows = "".join("<tr>" + "".join(_cell(r[c], html.escape(_fmt(r[c], 4) if _num(r[c]) is not None
-                                                                     else str(r[c]) if pd.notna(r[c]) else ""))
-                                              for c in cols) + "</tr>" for _, r in over_tasks.iterrows())
-            significance = ('<section><h2>Pairwise tests over tasks (significance.csv)</h2><details><summary>'
-                            f"{len(over_tasks)} pair(s): Wilcoxon signed-rank over the tasks both rows have</summary>"
-                            '<div class="scroll"><table class="board" id="table-significance"><thead><tr>'
-                            + "".join(f'<th data-col="{i}">{html.escape(c)}</th>' for i, c in enumerate(cols))
-                            + f"</tr></thead><tbody>{rows}</tbody></table></div></details></section>")
     page = _TEMPLATE.format(
-        title=html.escape(title), summary=html.escape(summary), filters=filters,
+        title=html.escape(title), summary=html.escape(_summary(out, runs, problems)), filters=filters,
         sections="".join(sections) or "<p>No finished final-protocol run: the suite tables are empty.</p>",
-        significance=significance, style=_STYLE, script=_SCRIPT,
+        significance=_significance_html(tests), style=_STYLE, script=_SCRIPT,
     )
     path = target / PAGE
     write_text_atomic(path, page)
