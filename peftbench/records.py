@@ -51,6 +51,9 @@ NON_SEMANTIC_KEYS = (
     "trainer.prefix_cache",
     "trainer.compile",
     "trainer.compile_backend",
+    # which files a run writes besides its record (per-image predictions), not what it computes
+    "trainer.save_predictions",
+    "trainer.predictions_topk",
 )
 
 # Keys added to the config after schema 2 whose default means "as before": left out of the identity while they
@@ -275,6 +278,15 @@ class MergeMetrics:
     merged_infer_over_base: float
 
 
+@dataclasses.dataclass
+class CalibrationMetrics:
+    """How well the final evaluation's probabilities are calibrated (:mod:`peftbench.engine.predictions`)."""
+
+    expected_calibration_error: float  # percent, ece_bins equal-width bins of the top-1 confidence (Guo et al. 2017)
+    ece_bins: int
+    nll: float  # mean negative log-likelihood of the true class (nats per image)
+
+
 _METRIC_BLOCKS: tuple[tuple[str, type], ...] = (
     ("counts", ParamCounts),
     ("train", TrainMetrics),
@@ -283,6 +295,7 @@ _METRIC_BLOCKS: tuple[tuple[str, type], ...] = (
     ("inference", InferenceMetrics),
     ("costs", CostMetrics),
     ("merge", MergeMetrics),
+    ("calibration", CalibrationMetrics),
 )
 
 
@@ -304,6 +317,7 @@ class Metrics:
     inference: InferenceMetrics | None = None
     costs: CostMetrics | None = None
     merge: MergeMetrics | None = None
+    calibration: CalibrationMetrics | None = None
     wall_seconds: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 

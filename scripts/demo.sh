@@ -6,4 +6,4 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 peftbench-train -m method=full,linear trainer=smoke "$@"
 peftbench-leaderboard
-echo "[demo] run JSONs under results/runs/, tables under results/leaderboard/"
+echo "[demo] run JSONs under results/runs/, tables and the page (index.html) under results/leaderboard/"

@@ -62,3 +62,73 @@ def test_wandb_runs_of_one_sweep_share_a_group_and_stay_offline(tmp_path):
     for r in _results(tmp_path):
         (run,) = Path(r["run_dir"]).glob("wandb/offline-run-*/run-*.wandb")  # offline: nothing uploaded
         assert sweep_dir.name.encode() in run.read_bytes()  # the group: the sweep folder's name
+
+
+# -- several runs per GPU (hydra.launcher.runs_per_gpu): the assignment, and what each job process sees ---------
+class _Job:
+    """A job that finishes after being polled ``polls`` times; it notes how many ran on its GPU with it."""
+
+    def __init__(self, gpu, running, polls):
+        self.gpu, self.running, self.polls = gpu, running, polls
+        running[gpu] = running.get(gpu, 0) + 1
+        self.peak = dict(running)
+
+    def done(self):
+        self.polls -= 1
+        if self.polls == 0:
+            self.running[self.gpu] -= 1
+        return self.polls <= 0
+
+
+def test_runs_per_gpu_shares_each_gpu_and_never_more():
+    from peftbench.sweeps.submitit_launchers import gpu_slots, run_in_slots
+
+    assert gpu_slots([0, 1], 2) == [0, 1, 0, 1] and gpu_slots([3], 1) == [3] and gpu_slots([], 4) == []
+    running, gpus = {}, []
+
+    def submit(index, item, slot, gpu):
+        gpus.append((index, slot, gpu))
+        return _Job(gpu, running, polls=1 + index % 3)
+
+    jobs = run_in_slots(list(range(9)), 4, gpu_slots([0, 1], 2), submit, poll_s=0)
+    assert len(jobs) == 9 and [i for i, _, _ in gpus] == list(range(9))
+    assert [g for _, _, g in gpus[:4]] == [0, 1, 0, 1]  # the first four fill both GPUs twice
+    assert max(count for job in jobs for count in job.peak.values()) == 2  # never three on one GPU
+    # fewer runs at once than slots: spread over the GPUs first
+    running.clear()
+    gpus.clear()
+    run_in_slots(list(range(4)), 2, gpu_slots([0, 1], 2), submit, poll_s=0)
+    assert {g for _, _, g in gpus} == {0, 1}
+
+
+def test_each_local_job_process_sees_only_its_gpu(tmp_path):
+    """Real submitit processes report their CUDA_VISIBLE_DEVICES (on a CPU machine: the variable CUDA would read)."""
+    import submitit
+
+    from peftbench.sweeps.submitit_launchers import gpu_slots, run_in_slots
+
+    assigned = []
+
+    def submit(index, item, slot, gpu):  # as the launcher submits: one GPU per job, that GPU only
+        assigned.append(str(gpu))
+        executor = submitit.LocalExecutor(folder=tmp_path / "%j")
+        executor.update_parameters(timeout_min=2, gpus_per_node=1, visible_gpus=[gpu])
+        return executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES")
+
+    slots = gpu_slots([0, 1], 2)
+    jobs = run_in_slots(list(range(5)), len(slots), slots, submit, poll_s=0.1)  # the fifth waits for a free slot
+    assert [job.result() for job in jobs] == assigned and assigned[:4] == ["0", "1", "0", "1"]
+
+
+def test_runs_per_gpu_is_checked_against_parallel_and_gpus(tmp_path):
+    from peftbench.errors import ConfigError
+    from peftbench.sweeps.submitit_launchers import LocalParallelLauncher
+
+    folder = str(tmp_path / "%j")
+    launcher = LocalParallelLauncher(gpus=[0, 1], runs_per_gpu=3, submitit_folder=folder)
+    assert launcher.parallel == 6 and launcher.slot_gpus == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(ConfigError, match="runs_per_gpu=2 take 4 runs at once"):
+        LocalParallelLauncher(gpus=[0, 1], runs_per_gpu=2, parallel=5, submitit_folder=folder)
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        LocalParallelLauncher(gpus=[0], runs_per_gpu=0, submitit_folder=folder)
+    assert LocalParallelLauncher(gpus=[], runs_per_gpu=4, submitit_folder=folder).parallel == 1  # CPU: parallel

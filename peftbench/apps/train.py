@@ -24,15 +24,18 @@ from peftbench.assemble import (
     parse_spec,
     set_up_runtime,
 )
+from peftbench.data import image_ids
 from peftbench.engine.checkpoint import EpochCheckpoint
 from peftbench.engine.costs import StepCosts
-from peftbench.engine.loop import train_and_evaluate
+from peftbench.engine.loop import TrainerConfig, train_and_evaluate
 from peftbench.engine.measure import code_version, device_name, inference_throughput, library_versions
+from peftbench.engine.predictions import ECE_BINS, PREDICTIONS_FILE, Predictions
 from peftbench.errors import RunExistsError
 from peftbench.loggers import RunLogger
 from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.records import (
     RESULT_FILE,
+    CalibrationMetrics,
     CostMetrics,
     InferenceMetrics,
     MaxEval,
@@ -216,9 +219,20 @@ def _train(a: Assembled, out: Path, record: RunRecord) -> None:
             checkpoint_bytes=save_task_checkpoint(model, out / "task.safetensors"),
         )
         metrics.costs = _costs(a, outcome.step_costs)
+        _record_predictions(outcome.predictions, splits.eval, trainer, out, record)
         if trainer.merge:
             metrics.merge = _merge_and_measure(a, batch, out)
     logger.finish({k: v for k, v in metrics.to_dict().items() if isinstance(v, (int, float))})
+
+
+def _record_predictions(predictions: Predictions | None, data: Any, trainer: TrainerConfig, out: Path,
+                        record: RunRecord) -> None:
+    """The calibration block of the final evaluation, and ``predictions.npz`` with ``trainer.save_predictions``."""
+    if predictions is None or predictions.nll is None or predictions.expected_calibration_error is None:
+        return
+    record.metrics.calibration = CalibrationMetrics(predictions.expected_calibration_error, ECE_BINS, predictions.nll)
+    if trainer.save_predictions:
+        predictions.save(out / PREDICTIONS_FILE, image_ids(data))
 
 
 def _costs(a: Assembled, step: StepCosts | None) -> CostMetrics:

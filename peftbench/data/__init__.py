@@ -28,8 +28,12 @@ __all__ = [
     "DataConfig",
     "DatasetConfig",
     "Splits",
+    "build_split",
     "build_splits",
     "canonical_option",
+    "image_folder",
+    "image_ids",
+    "split_names",
     "make_dataset_config",
     "retransform",
 ]
@@ -38,6 +42,10 @@ __all__ = [
 VTAB_SPLITS = {"tune": (("train800",), "val200"), "final": (("train800val200",), "test")}
 FGVC_SPLITS = {"tune": (("train",), "val"), "final": (("train", "val"), "test")}
 FGVC_FINAL_ONLY_TRAIN = (("train",), "test")  # data.fgvc_final_train=train (VPT, V-PETL Bench)
+# every split one can evaluate on, per reader
+VTAB_SPLIT_NAMES = ("train800", "val200", "train800val200", "test")
+FGVC_SPLIT_NAMES = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclasses.dataclass
@@ -179,3 +187,67 @@ def _fgvc(
         num_classes=dataset.num_classes,
         normalization=norm,
     )
+
+
+def split_names(suite: str) -> tuple[str, ...]:
+    """The splits of a task of ``suite`` that :func:`build_split` reads."""
+    return FGVC_SPLIT_NAMES if suite == "fgvc" else VTAB_SPLIT_NAMES
+
+
+def build_split(dataset: DatasetConfig, data: DataConfig, split: str, backbone_mean: tuple[float, ...],
+                backbone_std: tuple[float, ...]) -> ImageListDataset:
+    """One named split of a task with the evaluation transform (what a run's final evaluation reads).
+
+    Args:
+        dataset: the task.
+        data: data root and preprocessing choices.
+        split: a name of :func:`split_names` (VTAB-1k / embedded: ``train800``, ``val200``,
+            ``train800val200``, ``test``; FGVC: ``train``, ``val``, ``test``).
+        backbone_mean, backbone_std: the backbone's normalisation (for ``data.normalize=backbone``).
+
+    Raises:
+        ConfigError: ``split`` is not a split of the suite.
+        DataError: the task's files are missing or malformed.
+    """
+    valid = split_names(dataset.suite)
+    if split not in valid:
+        raise ConfigError(f"split {split!r} is not a split of the {dataset.suite} task {dataset.name!r}; "
+                          f"valid choices: {', '.join(valid)}")
+    protocol = "tune" if split in ("train800", "val200", "val") else "final"
+    splits = build_splits(dataset, data, protocol, backbone_mean, backbone_std)
+    if split == splits.eval_split:
+        return splits.eval  # type: ignore[return-value]
+    norm = splits.normalization
+    _, eval_tf = build_transforms(dataset.suite, norm)
+    root = Path(data.root).expanduser()
+    if dataset.suite == "fgvc":
+        folder = root / dataset.folder
+        raw = {s: read_json_split(folder / f"{s}.json") for s in FGVC_SPLIT_NAMES}
+        label_of = fgvc_label_map(raw, dataset.num_classes, folder)
+        entries = [(k, label_of[v]) for k, v in raw[split].items()]
+        return ImageListDataset(folder / dataset.image_dir, entries, eval_tf)
+    task_dir = root / "vtab-1k" / dataset.folder
+    return ImageListDataset(task_dir, read_list_file(task_dir / f"{split}.txt", dataset.num_classes), eval_tf)
+
+
+def image_folder(folder: str | Path, dataset: DatasetConfig, data: DataConfig, backbone_mean: tuple[float, ...],
+                 backbone_std: tuple[float, ...]) -> ImageListDataset:
+    """Every image file below ``folder`` (sorted paths, no labels: label -1) with the task's evaluation transform.
+
+    Raises:
+        DataError: the folder does not exist or holds no image file.
+    """
+    base = Path(folder).expanduser()
+    if not base.is_dir():
+        raise DataError(f"image folder {base} does not exist; pass a folder of image files")
+    files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"image folder {base} holds no image file ({', '.join(IMAGE_SUFFIXES)})")
+    _, eval_tf = build_transforms(dataset.suite, normalization(data, backbone_mean, backbone_std))
+    return ImageListDataset(base, [(p.relative_to(base).as_posix(), -1) for p in files], eval_tf)
+
+
+def image_ids(data: Dataset) -> list[str] | None:
+    """The image paths of a split as its list file names them (None for other datasets)."""
+    entries = getattr(data, "entries", None)
+    return [rel for rel, _ in entries] if entries is not None else None

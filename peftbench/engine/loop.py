@@ -26,6 +26,7 @@ from peftbench.engine.checkpoint import EpochCheckpoint
 from peftbench.engine.costs import StepCosts, StepProbe
 from peftbench.engine.measure import sync
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fused_adamw
+from peftbench.engine.predictions import PredictionCollector, Predictions
 from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
 
@@ -84,6 +85,9 @@ class TrainerConfig:
     def peak_lr(self) -> float:
         """The learning rate the schedule peaks at (``lr_base_batch`` scales it by batch / base)."""
         return self.lr * self.batch_size / self.lr_base_batch if self.lr_base_batch else self.lr
+    # write the final evaluation's per-image top-k classes and probabilities to <run>/predictions.npz
+    save_predictions: bool = False
+    predictions_topk: int = 5  # k of save_predictions (min(k, classes)); the calibration metrics use every class
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -104,6 +108,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.lr must be > 0, got {self.lr}")
         if self.infer_warmup < 0:
             raise ConfigError(f"trainer.infer_warmup must be >= 0, got {self.infer_warmup}")
+        if self.predictions_topk < 1:
+            raise ConfigError(f"trainer.predictions_topk must be >= 1, got {self.predictions_topk}")
         if self.infer_iters < 0:
             raise ConfigError(
                 f"trainer.infer_iters must be >= 0 (0: measure on the final evaluation), got {self.infer_iters}"
@@ -170,17 +176,20 @@ class TrainOutcome:
     eval_infer_img_s: float | None = None
     # memory and FLOPs of the first training step this process ran (None: no step ran, or torch.compile was on)
     step_costs: StepCosts | None = None
+    # the final evaluation's per-image top-k and calibration (None when training did not finish)
+    predictions: Predictions | None = None
 
 
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, data: Dataset, batch_size: int, device: torch.device, dtype: torch.dtype | None, workers: int = 0,
-    timing: list[tuple[int, float]] | None = None,
+    timing: list[tuple[int, float]] | None = None, collector: PredictionCollector | None = None,
 ) -> float:
     """Top-1 accuracy (percent) of ``model`` on ``data`` (a decoded split is read in index batches).
 
     ``timing``, when given, receives ``(images, seconds)`` of the model call of every batch but the first
     (a warm-up), synchronised on CUDA: inference throughput measured on the evaluation itself.
+    ``collector``, when given, receives every batch's logits and labels (per-image predictions, calibration).
     """
     model.eval()
     if isinstance(data, DecodedImageDataset):
@@ -203,6 +212,8 @@ def evaluate(
         if timed:
             sync(device)
             timing.append((labels.numel(), time.perf_counter() - t0))  # type: ignore[union-attr]
+        if collector is not None:
+            collector.add(logits, labels)
         correct += (logits.argmax(dim=-1) == labels).sum().item()
         total += labels.numel()
     return 100.0 * correct / max(total, 1)
@@ -260,12 +271,12 @@ def train_and_evaluate(
 
     decoded_eval: list[Dataset] = []
 
-    def run_eval(timing: list[tuple[int, float]] | None = None) -> float:
+    def run_eval(timing: list[tuple[int, float]] | None = None, collector: PredictionCollector | None = None) -> float:
         if inputs.evaluate is not None:  # periodic evaluations on a cached frozen prefix
-            return inputs.evaluate()
+            return inputs.evaluate(collector)
         if not decoded_eval:  # decode a fixed evaluation split once (same pixels as per-item decoding)
             decoded_eval.append(_decoded_eval_split(eval_data, cfg, device, num_workers, inputs.record))
-        return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers, timing)
+        return evaluate(model, decoded_eval[0], cfg.eval_batch_size, device, dtype, num_workers, timing, collector)
 
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -334,10 +345,12 @@ def train_and_evaluate(
             checkpoint.save(model, optimizer, generator, steps_per_epoch, loop_state, epoch + 1 == cfg.total_epochs)
     train_seconds = time.perf_counter() - t_start + setup_seconds
     costs = probe.costs if probe is not None else None
-    accuracy = None
+    accuracy = predictions = None
     timing: list[tuple[int, float]] = []
     if status == "success":
-        accuracy = run_eval(timing)
+        collector = PredictionCollector(cfg.predictions_topk)  # calibration always; the file if save_predictions
+        accuracy = run_eval(timing, collector)
+        predictions = collector.result()
         history.append({"epoch": cfg.total_epochs, "eval_accuracy": accuracy})
         if log is not None:
             log({"epoch": cfg.total_epochs, "eval_accuracy": accuracy, "final": True})
@@ -356,6 +369,7 @@ def train_and_evaluate(
         input_pipeline=inputs.record,
         eval_infer_img_s=sum(n for n, _ in timing) / sum(t for _, t in timing) if timing else None,
         step_costs=costs,
+        predictions=predictions,
     )
 
 

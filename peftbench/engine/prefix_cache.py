@@ -136,7 +136,8 @@ class TrainInputs:
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     forward: Callable[[torch.Tensor], torch.Tensor]
     record: dict[str, Any]
-    evaluate: Callable[[], float] | None = None  # accuracy on the cached evaluation prefix; None: evaluate images
+    # accuracy on the cached evaluation prefix (an optional collector receives logits and labels); None: images
+    evaluate: Callable[[Any], float] | None = None
 
 
 class _FeatureBatches:
@@ -211,7 +212,7 @@ def build_train_inputs(
     """
     record: dict[str, Any] = {}
     cached: DecodedImageDataset | None = None
-    evaluator: Callable[[], float] | None = None
+    evaluator: Callable[[Any], float] | None = None
     if not input_cache:
         record["input_cache"] = CacheDecision(False, "disabled (trainer.input_cache=false)").to_dict()
     elif isinstance(train_data, DecodedImageDataset):
@@ -292,7 +293,9 @@ class CachedEvaluator:
         self.features = torch.empty(0)
         self.labels = data.labels.to(device)
 
-    def __call__(self) -> float:
+    def __call__(self, collector: Any = None) -> float:
+        """Top-1 accuracy; ``collector`` (:class:`~peftbench.engine.predictions.PredictionCollector`), when
+        given, receives every batch's logits and labels."""
         # An evaluation DataLoader draws one seed from the global generator; drawing it here too keeps the
         # random stream of the rest of training (dropout in the trained part) that of the uncached run.
         torch.empty((), dtype=torch.int64).random_()
@@ -304,7 +307,10 @@ class CachedEvaluator:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             for start in range(0, n, self.batch_size):
                 logits = _run(self.suffix, self.features[start : start + self.batch_size])
-                correct += (logits.argmax(dim=-1) == self.labels[start : start + self.batch_size]).sum().item()
+                labels = self.labels[start : start + self.batch_size]
+                if collector is not None:
+                    collector.add(logits, labels)
+                correct += (logits.argmax(dim=-1) == labels).sum().item()
         return 100.0 * correct / max(n, 1)
 
 

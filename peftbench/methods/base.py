@@ -146,6 +146,24 @@ class PeftMethod(ABC, Generic[C]):
             "Set trainer.merge=false for it."
         )
 
+    def peft_adapter(self, model: nn.Module, plain: nn.Module) -> tuple[Any, dict[str, torch.Tensor]]:
+        """The trained method as a Hugging Face PEFT adapter of the same function (``peftbench-export``).
+
+        Args:
+            model: the backbone with this method applied and trained.
+            plain: the same backbone without the method (module names to target).
+
+        Returns:
+            PEFT's config for ``plain`` (the head is added by the caller as ``modules_to_save``) and the
+            adapter tensors named as in the PEFT-wrapped ``plain`` (``blocks.0.attn.qkv.lora_A.default.weight``)
+            wherever PEFT names or shapes them differently from ``model``; the rest is taken from ``model``
+            by name.
+        """
+        raise MethodNotSupportedError(
+            f"method {self.name!r} has no Hugging Face PEFT adapter of the same function; the peft format "
+            "covers the LoRA family (lora, lora_qv and the hf_* methods). Use --format timm for a mergeable run."
+        )
+
     # -- helpers for subclasses -----------------------------------------------------------------
     def check_backbone(self, model: nn.Module) -> str:
         """Return the backbone family; raise if this method is not defined for it."""
@@ -225,6 +243,15 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The task classifier's parameters (timm's ``get_classifier()``)."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     return list(head.parameters()) if isinstance(head, nn.Module) else []
+
+
+def head_name(model: nn.Module) -> str:
+    """The qualified name of the task classifier (timm's ``get_classifier()``: ``head``, ``head.fc``)."""
+    head = model.get_classifier()
+    for name, module in model.named_modules():
+        if module is head:
+            return name
+    raise MethodNotSupportedError(f"{type(model).__name__} has no classifier module (get_classifier())")
 
 
 def count(params: Iterator[nn.Parameter] | list[nn.Parameter]) -> int:

@@ -43,7 +43,10 @@ def load_task_checkpoint(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"task checkpoint {path} does not exist")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # not a safetensors file, truncated, ...: the library raises several types
+        raise CheckpointError(f"cannot read task checkpoint {path}: {exc}") from None
     buffers = method_owned_buffers(model)
     params: dict[str, torch.Tensor] = {**dict(model.named_parameters()), **buffers}
     unexpected = sorted(set(state) - set(params))

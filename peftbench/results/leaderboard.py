@@ -2,7 +2,9 @@
 
 Written to ``<results>/leaderboard/``:
 
-* ``runs.csv``: one row per readable run JSON, every status, all metrics (flattened).
+* ``runs.csv``: one row per readable run JSON, every status, all metrics (flattened), its ``recipe`` (the
+  ``configs/experiment/`` recipe it ran, empty without one) and its ``schedule`` (the training schedule in one
+  line; the suite tables list the schedules of the runs each row averages).
 * ``problems.csv``: failed, diverged and superseded runs, runs in progress (``in_progress``: a JSON
   with status ``running``, a run folder without ``result.json``, or a failed run that left a resumable
   checkpoint), and unreadable or partial JSONs (``unreadable``, with the reason), listed apart.
@@ -31,6 +33,8 @@ Written to ``<results>/leaderboard/``:
 * ``pareto.csv``: accuracy vs trainable parameters and vs peak training memory fronts
   (:mod:`peftbench.results.tradeoffs`).
 * with plots on, ``plots/*.png`` + ``plots/*.csv`` (:mod:`peftbench.results.plots`) and ``summary.md``.
+* with the page on, ``index.html``: the tables sortable and filterable, the heat map of ours minus the paper
+  and the accuracy-vs-cost plots, self-contained (:mod:`peftbench.results.page`).
 
 Only ``final``-protocol runs with status ``success`` enter the suite tables. Rows are keyed by backbone,
 so runs on different backbones are never averaged together. When a (row, task) has finished runs of
@@ -57,6 +61,7 @@ from peftbench.records import (
     read_record,
     setting_hash,
 )
+from peftbench.results.page import require_plotly, write_page
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt
 from peftbench.results.reproduction import write_reproduction
@@ -103,6 +108,23 @@ def cost_table(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# trainer keys of a schedule summary: (key, label, shown when 0)
+SCHEDULE_KEYS = (("lr", "lr", True), ("weight_decay", "wd", True), ("batch_size", "bs", True), ("epochs", "ep", True),
+               ("warmup_epochs", "warmup", True), ("label_smoothing", "ls", False), ("grad_clip", "clip", False))
+
+
+def schedule(cfg: dict[str, Any]) -> str:
+    """A run's training schedule in one line: the optimizer, then ``lr``, ``wd``, ``bs``, ``ep``, ``warmup`` and
+    label smoothing / gradient clipping when set (``adamw lr 0.005 wd 0.0001 bs 32 ep 2 warmup 0``)."""
+    trainer = cfg.get("trainer") or {}
+    parts = [str((cfg.get("optim") or {}).get("name", "?"))]
+    for key, label, always in SCHEDULE_KEYS:
+        value = trainer.get(key)
+        if value is not None and (always or value):
+            parts.append(f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}")
+    return " ".join(parts)
+
+
 def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     """One runs.csv row: the record's top-level keys and scalar metrics, and the keys that group its runs."""
     res = record.to_dict()
@@ -118,6 +140,7 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     row["setting_hash"] = setting_hash(cfg, record.identity.backbone_weights_sha256, record.identity.precision)
     row["method_options"] = json.dumps({k: v for k, v in method_block.items() if k not in ("name", "label")},
                                        sort_keys=True)
+    row["schedule"] = schedule(cfg)
     for key, value in record.metrics.to_dict().items():
         if not isinstance(value, (list, dict)):
             row[key] = value
@@ -214,6 +237,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
         row["family"] = part["family"].iloc[0]
         row["subfamily"] = part["subfamily"].iloc[0]
         row["method_options"] = part["method_options"].iloc[0]
+        row["schedule"] = None  # the schedules of the runs averaged (filled below)
         used = []
         for task in tasks:
             runs = part[part["task"] == task]
@@ -249,6 +273,7 @@ def _suite_table(ok: pd.DataFrame, tasks: tuple[str, ...], groups: dict[str, tup
                                     if "trainable_percent" in chosen_runs else None)
         # V-PETL Bench's PPT takes the plain mean over all tasks and the params without the head
         row["ppt"] = ppt(row["mean_over_tasks"], row["params_M"] * 1e6)
+        row["schedule"] = "; ".join(sorted(set(chosen_runs["schedule"].dropna().astype(str)))) or None
         averaged.append(chosen_runs)
         # costs from one device, never mixed: the one most of the row's runs ran on (costs.csv has every device)
         devices = chosen_runs["device"].value_counts() if "device" in chosen_runs else pd.Series([], dtype=int)
@@ -274,7 +299,7 @@ class Leaderboard:
 
 
 def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_dir: str | Path | None = None,
-          plots: bool = False) -> Leaderboard:
+          plots: bool = False, page: bool = False) -> Leaderboard:
     """Write every leaderboard table (and, with ``plots``, the figures and the summary page).
 
     Args:
@@ -284,6 +309,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
             folder means no comparison tables).
         plots: also write ``plots/*.png`` with the CSV of each figure's data and ``summary.md``
             (needs matplotlib, the ``plots`` extra).
+        page: also write ``index.html``, the interactive page (:mod:`peftbench.results.page`, needs plotly).
 
     Returns:
         A :class:`Leaderboard`.
@@ -293,6 +319,8 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
     reference = load_reference(reference_dir if reference_dir is not None else results_dir / "reference")
     if plots:
         require_matplotlib()  # fail before writing anything
+    if page:
+        require_plotly()
     out.mkdir(parents=True, exist_ok=True)
     runs, problems = collect_runs(results_dir)
     unreadable = [dict(p) for p in problems if p["status"] == "unreadable"]
@@ -359,5 +387,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
         figures = write_plots(tables, reference, out / "plots")
         written.update(figures)
         written["summary"] = write_summary(out, tables, reference, figures, problems, valid)
+    if page:
+        written["page"] = write_page(out, reference)
     backbones = {name: sorted(set(t["backbone"])) for name, (_, t) in tables.items()}
     return Leaderboard(written, valid, in_progress, unreadable, backbones, notes)

@@ -150,6 +150,10 @@ class HFPeftMethod(PeftMethod[C]):
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from tuner_layer_parameters(model, self.name)
 
+    def peft_adapter(self, model: nn.Module, plain: nn.Module) -> tuple[Any, dict[str, Any]]:
+        """The PEFT config this method injected (built again on ``plain``); its tensors already have PEFT's names."""
+        return self.build_peft_config(plain), {}
+
     def merge(self, model: nn.Module) -> nn.Module:
         base_tuner_layer = import_peft(self.name).tuners.tuners_utils.BaseTunerLayer
         for name, layer in list(_outer_tuner_layers(model, base_tuner_layer)):

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -150,6 +152,17 @@ class LoRALinear(MergeableLinear):
         index = torch.tensor(self.slots, device=per_slot.device)
         return full.index_copy(0, index, per_slot).reshape(self.out_features, self.in_features)
 
+    def as_one_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same update as ONE rank-``P*r`` pair on the whole fused output: ``A`` stacks the slots' ``A_p``
+        ``(P*r, in)``; ``B`` ``(out, P*r)`` puts ``B_p`` in slot ``p``'s rows and columns ``p*r:(p+1)*r``, zeros
+        elsewhere, so ``B A`` is :meth:`delta_weight` / scaling and the branch computes the same sums."""
+        slots, rank, width = len(self.slots), self.lora_A.shape[1], self.lora_B.shape[1]
+        a = self.lora_A.detach().reshape(slots * rank, self.in_features)
+        b = self.lora_B.new_zeros(self.out_features, slots * rank)
+        for j, slot in enumerate(self.slots):
+            b[slot * width : (slot + 1) * width, j * rank : (j + 1) * rank] = self.lora_B.detach()[j]
+        return a, b
+
 
 def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
     """Wrap the layers chosen by ``cfg.targets`` in every transformer block with :class:`LoRALinear`.
@@ -183,6 +196,32 @@ class LoRA(PeftMethod[LoRAConfig]):
 
     def merge(self, model: nn.Module) -> nn.Module:
         return merge_linear_wrappers(model)
+
+    def peft_adapter(self, model: nn.Module, plain: nn.Module) -> tuple[Any, dict[str, torch.Tensor]]:
+        """PEFT's LoRA on the same Linears: each wrapper as one pair of rank ``P*r`` (:meth:`LoRALinear.as_one_pair`;
+        q and v of the fused qkv: rank 2r with block-placed B) and ``lora_alpha = scaling * P*r``, so PEFT's
+        ``lora_alpha / r`` is this method's scaling; per-layer ranks differ only between target paths
+        (``rank_pattern`` / ``alpha_pattern`` keyed by the block-relative path)."""
+        from peftbench.methods.partial.hf_peft.bridge import import_peft
+
+        peft = import_peft(self.name)
+        wrappers = {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+        ranks = {rel: len(slots or range(num_slots)) * self.config.rank for rel, num_slots, slots in TARGETS[self.config.targets]}
+        base_rank = min(ranks.values())
+        config = peft.LoraConfig(
+            r=base_rank,
+            lora_alpha=self.config.scaling * base_rank,
+            target_modules=sorted(wrappers),
+            lora_dropout=self.config.dropout,
+            rank_pattern={re.escape(rel): r for rel, r in ranks.items() if r != base_rank},
+            alpha_pattern={re.escape(rel): self.config.scaling * r for rel, r in ranks.items() if r != base_rank},
+        )
+        tensors: dict[str, torch.Tensor] = {}
+        for name, wrapper in wrappers.items():
+            a, b = wrapper.as_one_pair()
+            tensors[f"{name}.lora_A.default.weight"] = a
+            tensors[f"{name}.lora_B.default.weight"] = b
+        return config, tensors
 
 
 class LoRAQV(LoRA):
