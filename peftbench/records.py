@@ -65,6 +65,7 @@ ADDED_DEFAULTS: dict[str, Any] = {
     "trainer.lr_base_batch": 0,
     "trainer.lr_schedule_lag": 0,
     "trainer.warmup_prefix": False,
+    "trainer.cosine_epochs": 0,
     "trainer.eval_epochs": [],
     "data.augment": "none",
     "data.randaugment": "rand-m9-mstd0.5-inc1",

@@ -162,3 +162,10 @@ def test_warmup_prefix_runs_the_cosine_over_the_epochs_after_the_warmup():
 
     expected = [0.0, 0.5] + [0.5 * (1 + math.cos(math.pi * (e - 2) / 4)) for e in range(2, 6)]
     assert _epoch_lrs(log) == pytest.approx(expected)
+
+
+def test_cosine_epochs_sets_the_length_of_the_cosine_independently_of_the_run():
+    _, log, _ = _train(_cfg(epochs=4, warmup_epochs=0, min_lr=0.0, lr=1.0, lr_schedule="per_epoch", cosine_epochs=8))
+    import math
+
+    assert _epoch_lrs(log) == pytest.approx([0.5 * (1 + math.cos(math.pi * e / 8)) for e in range(4)])

@@ -72,6 +72,9 @@ class TrainerConfig:
     lr_schedule_lag: int = 0
     # per_epoch only: the cosine runs over the epochs after the warmup (timm's warmup_prefix; VPT's schedule)
     warmup_prefix: bool = False
+    # per_epoch only: the cosine's length in epochs (timm's t_initial); 0 = trainer.epochs. Longer than the run
+    # (Hydra's code: 500 for a 100-epoch run) stops the decay part-way
+    cosine_epochs: int = 0
     # 0-based epoch indices after which the evaluation split is also evaluated (the max over them and the last
     # epoch is recorded as max_eval_accuracy; the sources that report "max test accuracy" evaluate these)
     eval_epochs: list[int] = dataclasses.field(default_factory=list)
@@ -97,7 +100,7 @@ class TrainerConfig:
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("cooldown_epochs", "lr_base_batch", "lr_schedule_lag"):
+        for key in ("cooldown_epochs", "lr_base_batch", "lr_schedule_lag", "cosine_epochs"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"trainer.{key} must be >= 0, got {getattr(self, key)}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -387,7 +390,8 @@ def _schedule(cfg: TrainerConfig, optimizer: torch.optim.Optimizer,
     if cfg.lr_schedule == "per_epoch":
         from timm.scheduler import CosineLRScheduler
 
-        cosine_epochs = cfg.epochs - cfg.warmup_epochs if cfg.warmup_prefix else cfg.epochs
+        length = cfg.cosine_epochs or cfg.epochs
+        cosine_epochs = length - cfg.warmup_epochs if cfg.warmup_prefix else length
         scheduler = CosineLRScheduler(optimizer, t_initial=max(cosine_epochs, 1), lr_min=cfg.min_lr,
                                       warmup_t=cfg.warmup_epochs, warmup_lr_init=cfg.warmup_lr,
                                       warmup_prefix=cfg.warmup_prefix, cycle_limit=1, t_in_epochs=True)
