@@ -161,3 +161,12 @@ def test_setting_columns_are_checked(tmp_path):
     frame.drop(columns=list(SETTING_COLUMNS)).to_csv(tmp_path / "x.csv", index=False)
     old = load_reference(tmp_path)  # tables without the setting columns still load, with the defaults
     assert set(old["comparable"]) == {"yes"} and set(old["paper_mean_kind"]) == {"mean_over_tasks"}
+
+
+def test_the_committed_reproduction_page_is_generated_from_the_tables_and_recipes():
+    from peftbench.results.reproduction import reproduction_page
+
+    page = reproduction_page(load_reference(REFERENCE))
+    assert (REFERENCE / "REPRODUCE.md").read_text() == page, "regenerate with write_reproduction (README: Paper recipes)"
+    assert "experiment=noah/lora sweep=vtab1k backbone=vit_b16_in21k seed=0" in page
+    assert page.count("### ") == len(load_reference(REFERENCE))  # every published row has a section

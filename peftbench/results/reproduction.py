@@ -16,8 +16,6 @@ import pandas as pd
 from peftbench.paths import config_dir
 
 SWEEPS = {"vtab": "vtab1k", "fgvc": "fgvc"}  # configs/sweep/ presets over a suite's tasks
-NO_RECIPE = ("no recipe maps to this row yet: peftbench has no method for it, or the setting it printed is "
-             "not one peftbench can run (see `notes`)")
 
 
 def read_recipe(name: str) -> dict[str, Any] | None:
@@ -37,6 +35,23 @@ def command(row: pd.Series, recipe: dict[str, Any]) -> str:
     parts = ["peftbench-train -m", f"experiment={row['recipe']}", f"sweep={SWEEPS[row['suite']]}",
              f"backbone={row['backbone']}", f"seed={','.join(str(s) for s in seeds)}", "data.root=<DIR>"]
     return " ".join(parts)
+
+
+def _without_recipe(row: pd.Series, name: str) -> list[str]:
+    """What the page says of a row no recipe reproduces."""
+    if name:
+        return [f"- recipe {name} is named, but configs/experiment/{name}.yaml does not exist"]
+    notes = str(row.get("notes", "") or "").strip()
+    if row.get("comparable", "yes") == "no" or not row.get("method"):
+        why = "no peftbench method" if not row.get("method") else "not comparable"
+        return [f"- {why}: {notes.removeprefix('not comparable: ') or 'see the row in the reference table'}"]
+    options = row.get("method_options", "{}") or "{}"
+    sweep = SWEEPS[row["suite"]]
+    return [f"- no recipe (its source's training settings are not known): compared with runs of `method={row['method']}` "
+            f"at its registered defaults with {options}, without a recipe",
+            f"- command: `peftbench-train -m method={row['method']} sweep={sweep} backbone={row['backbone']} "
+            "data.root=<DIR>`",
+            *([f"- notes: {notes}"] if notes else [])]
 
 
 def _fmt(value: Any) -> str:
@@ -81,11 +96,10 @@ def reproduction_page(reference: pd.DataFrame, versus: dict[str, pd.DataFrame] |
             out.append(f"- published: {row['source']}; mean {_fmt(row.get('paper_mean'))}, "
                        f"params {row.get('params_M')}M")
             if recipe is None:
-                why = NO_RECIPE if not name else f"recipe {name} is named but configs/experiment/{name}.yaml is missing"
-                out += [f"- {why}", ""]
+                out += _without_recipe(row, name) + [""]
                 continue
-            out.append(f"- recipe `{name}` ({recipe.get('source', 'source not stated')}); reports "
-                       f"{recipe.get('reports', 'last')}, seeds {recipe.get('seeds', [0])}")
+            out.append(f"- recipe `{name}` ({recipe.get('source', 'source not stated')}); the source reports "
+                       f"{row.get('reports') or recipe.get('reports', 'last')}, seeds {recipe.get('seeds', [0])}")
             out.append(f"- command: `{command(row, recipe)}`")
             deviations = recipe.get("deviations") or []
             out.append("- differences from the source: " + ("none known" if not deviations else ""))
