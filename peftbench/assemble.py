@@ -36,7 +36,7 @@ from peftbench.methods.base import PeftMethod, TrainingData
 from peftbench.methods.layers.selection import load_selection, selection_state
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
-from peftbench.paths import suite_tasks
+from peftbench.paths import config_groups, suite_tasks
 from peftbench.per_task import PerTaskResolution, command_line_keys, resolve_per_task
 from peftbench.records import ParamCounts, SelectionBlock, config_hash, run_dir
 
@@ -149,7 +149,7 @@ def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
         if key not in plain:
             raise ConfigError(f"the config has no '{key}' block; compose it from configs/train.yaml")
     overrides = _hydra_command_line() if command_line is None else command_line
-    plain, per_task = resolve_per_task(plain, suite_tasks(), command_line_keys(overrides))
+    plain, per_task = resolve_per_task(plain, suite_tasks(), command_line_keys(overrides, config_groups()))
     adjustments = _fit_to_run_length(plain)
     method_init = plain.get("method_init", "paper")
     if method_init not in METHOD_INITS:

@@ -35,6 +35,11 @@ def group_options(group: str) -> list[str]:
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
+def config_groups() -> list[str]:
+    """The config groups: the folders of ``configs/``."""
+    return sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+
+
 def suite_tasks() -> dict[str, list[str]]:
     """suite -> its canonical task names (the ``name:`` of ``configs/dataset/<suite>/*.yaml``; alias files, which
     only point at another file, have none): the names per-task tables use."""

@@ -62,13 +62,25 @@ class PerTaskResolution:
         return f"per-task values of {self.source}: {keys}{kept}"
 
 
-def command_line_keys(overrides: Iterable[str]) -> set[str]:
-    """Dotted keys a list of Hydra overrides sets (``trainer.lr=0.1``, ``+a.b=1``, ``~c`` -> their keys)."""
+# config groups whose choice on the command line replaces the block's per-task values: another method has other
+# options. Choosing another file of any other group (backbone=, dataset=, trainer=, optim=) keeps them.
+REPLACING_GROUPS = ("method",)
+
+
+def command_line_keys(overrides: Iterable[str], groups: Iterable[str] = ()) -> set[str]:
+    """Dotted keys a list of Hydra overrides sets (``trainer.lr=0.1``, ``+a.b=1``, ``~c`` -> their keys).
+
+    Args:
+        overrides: the command line's overrides.
+        groups: the config groups (``backbone``, ``dataset``, ...): choosing one of their files sets no per-task
+            key, except for :data:`REPLACING_GROUPS`.
+    """
+    skip = set(groups) - set(REPLACING_GROUPS)
     keys = set()
     for item in overrides:
         key, sep, _ = item.partition("=")
         key = key.lstrip("+~").strip()
-        if key and (sep or item.startswith("~")):
+        if key and (sep or item.startswith("~")) and key not in skip and "/" not in key:
             keys.add(key)
     return keys
 

@@ -114,7 +114,7 @@ def test_missing_data_root_explains_the_layout(tmp_path):
 
 
 def test_bad_values_are_user_errors(tmp_path):
-    for override, needle in [("protocol=best", "tune, final"), ("trainer.precision=fp16", "precision"),
+    for override, needle in [("protocol=best", "tune, final"), ("trainer.precision=fp8", "precision"),
                              ("optim.name=adam", "adamw, sgd"), ("+method.rank=4", "no option")]:
         proc = _run(tmp_path, override, *FAST)
         assert proc.returncode == 2, (override, proc.stderr[-1000:])

@@ -24,6 +24,8 @@ REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 # method -> (family, trainable params without head, peak memory MB, accuracy offset, lr)
 METHODS = {"lora": ("partial", 294_912, 900.0, 0.0, 1e-3), "adapter": ("addition", 157_440, 850.0, -2.0, 1e-3),
            "linear": ("baseline", 0, 300.0, -15.0, 1e-2)}
+# the recipes of the published rows, so the runs are set beside them (the heat map)
+RECIPES = {"lora": "noah/lora", "adapter": "noah/adapter", "linear": "vpt/linear"}
 
 
 def _write(results: Path, method: str, task: str, seed: int, acc: float) -> None:
@@ -31,7 +33,7 @@ def _write(results: Path, method: str, task: str, seed: int, acc: float) -> None
     cfg = {"backbone": {"name": "vit_b16_in21k"}, "method": {"name": method},
            "dataset": {"name": task, "suite": "vtab"}, "optim": {"name": "adamw"},
            "trainer": {"lr": lr, "weight_decay": 1e-4, "batch_size": 64, "epochs": 100, "warmup_epochs": 10},
-           "seed": seed, "protocol": "final"}
+           "seed": seed, "protocol": "final", "recipe": {"name": RECIPES[method]}}
     h = config_hash(cfg)
     write_json_atomic(run_dir(results, cfg, h) / "result.json", {
         "status": "success", "message": "", "suite": "vtab", "task": task, "backbone": "vit_b16_in21k",

@@ -194,7 +194,8 @@ def test_max_test_table_and_a_source_that_reports_max_test_is_compared_with_it(t
     paper = [50.0] * 19
     write_reference(tmp_path / "reference", {"LoRA (NOAH)": ("lora", "vit_b16_in21k", paper, 0.29),
                                              "LoRA (defaults)": ("lora", "vit_b16_in21k", paper, 0.29)},
-                    extra={"LoRA (NOAH)": {"recipe": "noah/lora", "reports": "max_test"}})
+                    extra={"LoRA (NOAH)": {"recipe": "noah/lora", "reports": "max_test"},
+                           "LoRA (defaults)": {"reports": "last"}})
     board = build(tmp_path)
     last = pd.read_csv(board.written["vtab1k"]).fillna({"recipe": ""}).set_index("recipe")
     best = pd.read_csv(board.written["vtab1k_max_test"]).fillna({"recipe": ""}).set_index("recipe")
@@ -215,7 +216,7 @@ def test_a_run_with_another_setting_is_not_set_against_the_published_row(tmp_pat
     write_reference(tmp_path / "reference", {"LoRA": ("lora", "vit_b16_in21k", [50.0] * 19, 0.29)},
                     extra={"LoRA": {"recipe": "noah/lora", "reports": "max_test"}})
     versus = pd.read_csv(build(tmp_path).written["vtab1k_vs_reference"])
-    assert len(versus) == 1 and versus["reference_status"].iloc[0].startswith("no published row with this setting")
+    assert len(versus) == 1 and versus["reference_status"].iloc[0].startswith("no published row for this setting")
     assert "experiment=noah/lora" in versus["reference_status"].iloc[0]
 
 

@@ -12,7 +12,7 @@ import pytest
 from peftbench.assemble import parse_spec
 from peftbench.config import compose
 from peftbench.errors import ConfigError
-from peftbench.paths import suite_tasks
+from peftbench.paths import config_groups, suite_tasks
 from peftbench.per_task import command_line_keys, resolve_per_task
 from peftbench.records import ADDED_DEFAULTS, config_hash
 
@@ -52,9 +52,14 @@ def test_a_key_given_on_the_command_line_wins_over_the_table():
     out, res = resolve_per_task(cfg, suite_tasks(), keys)
     assert out["trainer"]["lr"] == 0.3 and out["method"]["rank"] == 4
     assert res.command_line == ["trainer.lr"] and "trainer.lr" not in res.values
-    # a block chosen on the command line keeps its own values too (method=... counts for method.rank)
-    _, res = resolve_per_task(_cfg(), suite_tasks(), {"method"})
+    # another method chosen on the command line keeps its own options (method=... counts for method.rank) ...
+    _, res = resolve_per_task(_cfg(), suite_tasks(), command_line_keys(["method=lora"], config_groups()))
     assert res.command_line == ["method.rank"]
+    # ... but choosing a backbone, dataset or trainer file keeps the table's values for those blocks
+    keys = command_line_keys(["backbone=vit_b16_in21k", "trainer=smoke", "hydra/launcher=local"], config_groups())
+    assert keys == set()
+    out, res = resolve_per_task(_cfg("vtab/dtd"), suite_tasks(), keys)
+    assert out["backbone"]["drop_path_rate"] == 0.2 and res.command_line == []
 
 
 @pytest.mark.parametrize("table, match", [
