@@ -300,3 +300,92 @@ PETLV_BEST_TUNE: dict[str, dict[str, tuple]] = {
         'smallnorb_ele': (0.001, 0.0001, 200), 'sun397': (0.01, 0.001, 10), 'svhn': (0.01, 0.001, 200),
     },
 }
+
+# showlab/SCT @ 384cecb : run_model_sct.sh, (--lr, --wd) of each command, keyed by its --dataset names
+SCT_SCRIPT: dict[str, tuple[float, float]] = {
+    'cifar100': (0.013, 1.0), 'caltech101': (0.006, 0.35), 'dtd': (0.0032, 0.04), 'oxford_flowers102': (0.05, 0.11),
+    'oxford_iiit_pet': (0.0007, 0.8), 'svhn': (0.075, 0.03), 'sun397': (0.0017, 0.01), 'patch_camelyon': (0.0072, 0.002),
+    'eurosat': (0.06, 0.001), 'resisc45': (0.01, 0.01), 'diabetic_retinopathy': (0.004, 0.0003), 'clevr_count': (0.0033, 0.01),
+    'clevr_dist': (0.0018, 0.005), 'dmlab': (0.009, 0.1), 'kitti': (0.0072, 0.0001), 'dsprites_loc': (0.003, 0.001),
+    'dsprites_ori': (0.01, 0.05), 'smallnorb_azi': (0.0062, 0.005), 'smallnorb_ele': (0.0011, 0.0005),
+}
+# showlab/SCT @ 384cecb : configs/model_sct/vtab/<task>.yaml (train_aug, labelsmoothing, batch_size); smallnorb_ele.yaml
+# has no train_aug key: the script's default False
+SCT_CONFIGS: dict[str, tuple[bool, float, int]] = {
+    'caltech101': (False, 0.1, 64), 'cifar100': (False, 0.1, 64), 'clevr_count': (True, 0.0, 64), 'clevr_dist': (True, 0.0, 64),
+    'diabetic_retinopathy': (True, 0.1, 64), 'dmlab': (True, 0.0, 64), 'dsprites_loc': (False, 0.0, 64), 'dsprites_ori': (False, 0.0, 64),
+    'dtd': (True, 0.1, 64), 'eurosat': (True, 0.1, 64), 'kitti': (True, 0.1, 64), 'oxford_flowers102': (False, 0.1, 64),
+    'oxford_iiit_pet': (True, 0.1, 64), 'patch_camelyon': (True, 0.1, 64), 'resisc45': (True, 0.1, 64), 'smallnorb_azi': (False, 0.0, 64),
+    'smallnorb_ele': (False, 0.0, 64), 'sun397': (False, 0.1, 64), 'svhn': (True, 0.1, 64),
+}
+
+# FightingFighting/GPS @ 72e0c31 : train_scripts/vit/vtab/<folder>/train_gps.sh (bz, lr, --drop-path, --times_para),
+# keyed by the folder names
+GPS_VTAB: dict[str, tuple[int, float, float, int]] = {
+    'caltech101': (16, 0.002, 0.0, 1), 'cifar_100': (32, 0.01, 0.0, 1), 'clevr_count': (16, 0.0003, 0.1, 1),
+    'clevr_dist': (16, 0.002, 0.1, 1), 'diabetic_retinopathy': (32, 0.002, 0.2, 1), 'dmlab': (16, 0.0015, 0.1, 1),
+    'dsprites_loc': (32, 0.007, 0.0, 1), 'dsprites_ori': (16, 0.0005, 0.2, 1), 'dtd': (16, 0.002, 0.0, 1),
+    'eurosat': (16, 0.002, 0.0, 1), 'flowers102': (16, 0.002, 0.0, 1), 'kitti': (16, 0.001, 0.0, 1),
+    'patch_camelyon': (32, 0.004, 0.0, 2), 'pets': (32, 0.003, 0.0, 1), 'resisc45': (16, 0.0015, 0.1, 1),
+    'smallnorb_azi': (32, 0.003, 0.1, 1), 'smallnorb_ele': (32, 0.0003, 0.2, 1), 'sun397': (16, 0.0025, 0.0, 1),
+    'svhn': (32, 0.005, 0.0, 1),
+}
+# FightingFighting/GPS @ 72e0c31 : train_scripts/vit/fgvc/<folder>/train_gps.sh (bz, lr, --drop-path, --times_para,
+# --model-ema-decay)
+GPS_FGVC: dict[str, tuple[int, float, float, int, float]] = {
+    'cub_2011': (32, 0.003, 0.0, 2, 0.9998), 'nabirds': (32, 0.0001, 0.1, 20, 0.9998), 'oxford_flowers': (32, 0.001, 0.1, 1, 0.99),
+    'stanford_cars': (32, 0.0005, 0.0, 15, 0.9998), 'stanford_dogs': (64, 0.0001, 0.0, 1, 0.9998),
+}
+
+# heekhero/DTL @ bf6c51e : train_scripts/vit/vtab/<folder>/train_dtl.sh (--batch_size, --weight_decay, --lr,
+# --drop_path), keyed by the folder names
+DTL_VTAB: dict[str, tuple[int, float, float, float]] = {
+    'caltech101': (32, 0.05, 0.001, 0.0), 'cifar_100': (32, 0.05, 0.0003, 0.1), 'clevr_count': (32, 0.05, 0.001, 0.2),
+    'clevr_dist': (32, 0.05, 0.0005, 0.2), 'diabetic_retinopathy': (32, 0.05, 0.0001, 0.1), 'dmlab': (32, 0.05, 0.0008, 0.2),
+    'dsprites_loc': (32, 0.05, 0.01, 0.0), 'dsprites_ori': (32, 0.05, 0.008, 0.0), 'dtd': (32, 0.05, 0.0003, 0.1),
+    'eurosat': (32, 0.05, 0.008, 0.0), 'flowers102': (32, 0.05, 0.008, 0.2), 'kitti': (32, 0.05, 0.008, 0.1),
+    'patch_camelyon': (32, 0.05, 0.008, 0.1), 'pets': (32, 0.05, 0.0003, 0.1), 'resisc45': (32, 0.05, 0.008, 0.1),
+    'smallnorb_azi': (32, 0.05, 0.003, 0.2), 'smallnorb_ele': (32, 0.05, 0.001, 0.2), 'sun397': (32, 0.05, 0.0005, 0.1),
+    'svhn': (32, 0.05, 0.008, 0.2),
+}
+
+# AFeng-x/HST @ ee89571 : train_scripts/vit/vtab/<folder>/train_s4.sh (--nproc_per_node, --batch-size, --lr,
+# --weight-decay, --drop-path of the command), keyed by the folder names
+HST_VTAB: dict[str, tuple[int, int, float, float, float]] = {
+    'caltech101': (2, 32, 0.001, 0.0005, 0.1), 'cifar_100': (2, 32, 0.01, 0.0005, 0.0), 'clevr_count': (2, 32, 0.001, 0.0005, 0.1),
+    'clevr_dist': (2, 32, 0.005, 0.0005, 0.1), 'diabetic_retinopathy': (2, 32, 0.001, 5e-05, 0.1), 'dmlab': (2, 32, 0.005, 0.0005, 0.1),
+    'dsprites_loc': (2, 32, 0.005, 0.0005, 0.1), 'dsprites_ori': (2, 32, 0.001, 0.0005, 0.1), 'dtd': (2, 32, 0.01, 0.0005, 0.0),
+    'eurosat': (2, 32, 0.001, 0.0005, 0.1), 'flowers102': (2, 32, 0.001, 5e-05, 0.0), 'kitti': (2, 32, 0.005, 0.05, 0.1),
+    'patch_camelyon': (2, 32, 0.005, 0.0005, 0.1), 'pets': (2, 32, 0.01, 0.0005, 0.0), 'resisc45': (2, 32, 0.005, 0.0005, 0.0),
+    'smallnorb_azi': (2, 32, 0.001, 0.0005, 0.1), 'smallnorb_ele': (2, 32, 0.001, 0.05, 0.2), 'sun397': (2, 32, 0.01, 5e-05, 0.0),
+    'svhn': (2, 32, 0.01, 5e-05, 0.1),
+}
+# AFeng-x/HST @ ee89571 : train_scripts/vit/fgvc/<folder>/train_img21k.sh (the same five flags)
+HST_FGVC: dict[str, tuple[int, int, float, float, float]] = {
+    'cub_2011': (4, 32, 0.001, 0.05, 0.0), 'nabirds': (4, 32, 0.0005, 0.05, 0.0), 'oxford_flowers': (4, 32, 0.001, 5e-05, 0.0),
+    'stanford_cars': (4, 32, 0.005, 0.05, 0.0), 'stanford_dogs': (4, 32, 0.005, 0.05, 0.0),
+}
+
+# extremebird/Hydra @ 4138457 : vtab1k/configs/hydra_both/<task>.yaml (lr, wd, scale, dropout, batchsize), keyed by name
+HYDRA_CONFIGS: dict[str, tuple[float, float, float, float, int]] = {
+    'caltech101': (0.001, 0.0001, 4, 0.1, 32), 'cifar': (0.0005, 0.0001, 0.1, 0.2, 16), 'clevr_count': (0.0005, 0.0001, 1.5, 0.2, 64),
+    'clevr_dist': (0.0005, 0.0001, 0.1, 0, 16), 'diabetic_retinopathy': (0.0005, 0.0001, 4.5, 0.2, 64), 'dmlab': (0.001, 0.0001, 4.5, 0.2, 64),
+    'dsprites_loc': (0.001, 0.0001, 4.5, 0.2, 16), 'dsprites_ori': (0.001, 0.0001, 2.5, 0.2, 64), 'dtd': (0.001, 0.0001, 0.1, 0.2, 32),
+    'eurosat': (0.0005, 0.0001, 0.1, 0.2, 64), 'kitti': (0.0005, 0.0001, 4.5, 0.2, 64), 'oxford_flowers102': (0.005, 0.0001, 0.1, 0, 64),
+    'oxford_iiit_pet': (0.001, 0.0001, 0.1, 0, 32), 'patch_camelyon': (0.005, 0.0001, 0.1, 0.2, 64), 'resisc45': (0.005, 0.0001, 0.1, 0.2, 64),
+    'smallnorb_azi': (0.005, 1e-05, 3, 0.2, 64), 'smallnorb_ele': (0.0005, 0.0001, 1, 0.2, 64), 'sun397': (0.001, 0.0001, 0.1, 0.2, 64),
+    'svhn': (0.001, 0.0001, 3, 0, 16),
+}
+
+# visinf/adapter_plus @ 191c4ab : conf/experiment/vtab/adapter_plus_dim1-32.yaml dataset_dim ("Adapter+ opt." r per
+# task), keyed by adapter_plus's dataset names
+ADAPTER_PLUS_DIMS_VTAB: dict[str, int] = {
+    'cifar100': 1, 'caltech101': 4, 'dtd': 2, 'flowers102': 1, 'pet': 8, 'svhn': 16, 'sun397': 1,
+    'camelyon': 16, 'eurosat': 2, 'resisc45': 32, 'retinopathy': 32,
+    'clevr_count': 4, 'clevr_distance': 8, 'dmlab': 8, 'kitti': 8, 'dsprites_position': 32, 'dsprites_orientation': 4,
+    'smallnorb_azimuth': 32, 'smallnorb_elevation': 8,
+}
+# visinf/adapter_plus @ 191c4ab : conf/experiment/fgvc/adapter_plus_dim1-32.yaml dataset_dim
+ADAPTER_PLUS_DIMS_FGVC: dict[str, int] = {
+    'nabirds': 2, 'stanfordcars': 32, 'stanforddogs': 1, 'cub': 2, 'oxfordflower': 1,
+}

@@ -159,6 +159,67 @@ def _petlv(method: str) -> dict:
     return _split(rows)
 
 
+def _sct() -> dict:
+    batch = _shared(_load("sct/sct"))["trainer.batch_size"]
+    rows = {}
+    for name, (lr, wd) in src.SCT_SCRIPT.items():
+        aug, smoothing, config_batch = src.SCT_CONFIGS[name]
+        assert config_batch == batch, name  # every task's config holds the recipe's shared batch
+        rows[VPETL_NAMES.get(name, name)] = {"trainer.lr": lr, "trainer.weight_decay": wd,
+                                             "trainer.label_smoothing": smoothing,
+                                             "data.augment": "randaugment" if aug else "none"}
+    return _split(rows)
+
+
+def _gps() -> dict:
+    rows = {}
+    for name, (batch, lr, drop_path, k, *_ema) in {**src.GPS_VTAB, **src.GPS_FGVC}.items():
+        row: dict[str, Any] = {"trainer.batch_size": batch, "trainer.lr": lr, "backbone.drop_path_rate": drop_path,
+                               "method.top_k": k}
+        if name in src.GPS_FGVC:
+            row["trainer.label_smoothing"] = 0.1  # args.py --smoothing default, kept by the FGVC scripts
+        rows[SSF_NAMES.get(name, name)] = row
+    return _split(rows)
+
+
+def _dtl() -> dict:
+    shared = _shared(_load("dtl/dtl"))
+    rows = {}
+    for name, (batch, wd, lr, drop_path) in src.DTL_VTAB.items():
+        assert (batch, wd) == (shared["trainer.batch_size"], shared["trainer.weight_decay"]), name
+        rows[SSF_NAMES.get(name, name)] = {"trainer.lr": lr, "backbone.drop_path_rate": drop_path}
+    return _split(rows)
+
+
+def _hst() -> dict:
+    batch = _shared(_load("hst/hst"))["trainer.batch_size"]
+    rows: dict[str, dict] = {}
+    for name, (procs, per_proc, lr, wd, drop_path) in src.HST_VTAB.items():
+        assert procs * per_proc == batch, name  # DDP: one update over all processes' images
+        rows[SSF_NAMES.get(name, name)] = {"trainer.lr": lr, "trainer.weight_decay": wd, "backbone.drop_path_rate": drop_path}
+    for name, (procs, per_proc, lr, wd, drop_path) in src.HST_FGVC.items():
+        rows[SSF_NAMES.get(name, name)] = {"trainer.lr": lr, "trainer.weight_decay": wd, "backbone.drop_path_rate": drop_path,
+                                           "trainer.batch_size": procs * per_proc, "trainer.label_smoothing": 0.1}
+    return _split(rows)
+
+
+def _hydra() -> dict:
+    return _split({t: {"trainer.lr": lr, "trainer.weight_decay": wd, "method.scale": scale, "method.dropout": dropout,
+                       "trainer.batch_size": batch} for t, (lr, wd, scale, dropout, batch) in src.HYDRA_CONFIGS.items()})
+
+
+ADAPTER_PLUS_FGVC = {"trainer.drop_last": False, "data.interpolation": "bicubic"}  # data/fgvc.py's loader and resize
+
+
+def _adapter_plus(opt: bool) -> dict:
+    fgvc = {t: dict(ADAPTER_PLUS_FGVC) for t in FGVC_TASKS}
+    if not opt:
+        return {"fgvc": fgvc}
+    rows = {t: {"method.dim": r} for t, r in _rename(src.ADAPTER_PLUS_DIMS_VTAB, ADAPTER_PLUS_NAMES).items()}
+    rows.update({t: {"method.dim": r, **fgvc[t]} for t, r in _rename(src.ADAPTER_PLUS_DIMS_FGVC, ADAPTER_PLUS_NAMES).items()})
+    return _split(rows)
+
+
 PETLV_METHODS = {"adaptformer": "adaptformer", "bitfit": "bitfit", "convpass": "convpass", "difffit": "difffit",
                  "fact_tk": "fact_tk", "fact_tt": "fact_tt", "full": "full", "linear": "linear", "ln_tune": "ln",
                  "lora": "lora", "repadapter": "repadapter", "ssf": "ssf", "vpt_deep": "vpt_deep",
@@ -180,6 +241,8 @@ EXPECTED_TABLES: dict[str, Callable[[], dict]] = {
     "vpetl/linear": lambda: _vpetl("fclayer"), "vpetl/ln_tune": lambda: _vpetl("lntune"),
     "vpetl/vpt_shallow": lambda: _vpetl("vptshallow"), "vpetl/full": _vpetl_full,
     **{f"petl_vision/{ours}": (lambda m=theirs: _petlv(m)) for ours, theirs in PETLV_METHODS.items()},
+    "sct/sct": _sct, "gps/gps": _gps, "dtl/dtl": _dtl, "hst/hst": _hst, "hydra/hydra": _hydra,
+    "adapter_plus/adapter_plus": lambda: _adapter_plus(False), "adapter_plus/adapter_plus_opt": lambda: _adapter_plus(True),
 }
 
 # -- the sources' shared protocol values (recipe header facts and the values every task shares) ---------------
@@ -205,6 +268,12 @@ PETLV = {  # OSU-MLB/PETL_Vision experiment/config/default_vtab_processed.yml
     "trainer.min_lr": 1e-5, "trainer.drop_last": True, "trainer.eval_epochs": [], "optim.no_decay_1d": False,
     "data.interpolation": "bicubic", "data.normalize": "none", "backbone.drop_path_rate": 0.1,
 }
+TIMM_EPOCHS = {  # timm train.py (SSF's, GPS's, HST's): 100 epochs + 10 cooldown, step(epoch + 1), validate every epoch
+    "trainer.epochs": 100, "trainer.cooldown_epochs": 10, "trainer.warmup_epochs": 10, "trainer.warmup_lr": 1e-7,
+    "trainer.min_lr": 1e-8, "trainer.drop_last": True, "trainer.lr_schedule": "per_epoch", "trainer.lr_schedule_lag": 0,
+    "trainer.precision": "fp16", "trainer.eval_epochs": list(range(110)), "data.interpolation": "bicubic",
+    "data.normalize": "inception", "data.fgvc_final_train": "train_val",
+}
 SOURCES: dict[str, tuple[str, str, list[int], dict[str, Any]]] = {  # prefix -> (source, reports, seeds, shared)
     "noah": ("ZhangYuanhan-AI/NOAH @ e9c55f3", "max_test", [0], {  # supernet_train_prompt.py + configs/*/VTAB/*.sh
         "trainer.epochs": 100, "trainer.batch_size": 64, "trainer.lr": 1e-3, "trainer.weight_decay": 1e-4,
@@ -223,6 +292,34 @@ SOURCES: dict[str, tuple[str, str, list[int], dict[str, Any]]] = {  # prefix -> 
         "data.normalize": "inception", "data.fgvc_final_train": "train_val"}),
     "vpetl": ("synbol/Parameter-Efficient-Transfer-Learning-Benchmark @ c188fad", "max_test", [42], VPETL),
     "petl_vision": ("OSU-MLB/PETL_Vision @ 245d262", "last", [42], PETLV),
+    "sct": ("showlab/SCT @ 384cecb", "max_test", [42], {  # run_model_sct.sh, train_model_sct.py, vtab.py
+        "trainer.epochs": 100, "trainer.batch_size": 64, "trainer.warmup_epochs": 10, "trainer.warmup_lr": 1e-6,
+        "trainer.min_lr": 1e-5, "trainer.drop_last": True, "trainer.lr_schedule": "per_epoch", "trainer.lr_schedule_lag": 1,
+        "trainer.precision": "fp32", "trainer.eval_epochs": list(range(9, 100, 10)), "optim.no_decay_1d": False,
+        "data.interpolation": "bicubic", "data.normalize": "imagenet", "data.randaugment": "rand-m9-mstd0.5-inc1",
+        "backbone.drop_path_rate": 0.1, "method.top_n": 96, "method.position": "attn"}),
+    "gps": ("FightingFighting/GPS @ 72e0c31", "max_test", [42], {  # train_scripts/vit/*/train_gps.sh, args.py
+        **TIMM_EPOCHS, "trainer.weight_decay": 0.0, "trainer.label_smoothing": 0.0, "optim.no_decay_1d": False}),
+    "dtl": ("heekhero/DTL @ bf6c51e", "last", [42], {  # train_scripts/vit/vtab/*/train_dtl.sh, train_vit_vtab.py
+        **{k: v for k, v in TIMM_EPOCHS.items() if k != "data.fgvc_final_train"},  # no FGVC runs
+        "trainer.eval_epochs": [], "trainer.batch_size": 32, "trainer.weight_decay": 0.05,
+        "optim.no_decay_1d": True, "method.rank": 2, "method.beta": 100.0, "method.read_from": 0, "method.add_from": None,
+        "method.fusion_size": 0}),
+    "hst": ("AFeng-x/HST @ ee89571", "max_test", [42], {  # train_scripts/vit/*/train_*.sh, train.py
+        **TIMM_EPOCHS, "trainer.batch_size": 64, "trainer.label_smoothing": 0.0, "optim.no_decay_1d": True}),
+    "hydra": ("extremebird/Hydra @ 4138457", "max_test", [42], {  # vtab1k/train.py, vtab1k/dataset.py
+        "trainer.epochs": 100, "trainer.warmup_epochs": 10, "trainer.warmup_lr": 1e-6, "trainer.min_lr": 1e-5,
+        "trainer.drop_last": True, "trainer.lr_schedule": "per_epoch", "trainer.lr_schedule_lag": 1,
+        "trainer.cosine_epochs": 500, "trainer.precision": "fp32", "trainer.eval_epochs": list(range(9, 100, 10)),
+        "optim.no_decay_1d": False, "data.interpolation": "bicubic", "data.normalize": "imagenet",
+        "backbone.drop_path_rate": 0.1, "method.dim": 2}),
+    "adapter_plus": ("visinf/adapter_plus @ 191c4ab", "last", [18, 45, 25], {  # conf/, modeling/, data/
+        "trainer.epochs": 100, "trainer.batch_size": 64, "trainer.lr": 1e-3, "trainer.weight_decay": 1e-4,
+        "trainer.warmup_epochs": 10, "trainer.warmup_lr": 1e-5, "trainer.min_lr": 1e-6, "trainer.label_smoothing": 0.0,
+        "trainer.drop_last": True, "trainer.lr_schedule": "per_epoch", "trainer.lr_schedule_lag": 1,
+        "trainer.warmup_prefix": True, "trainer.precision": "bf16", "trainer.eval_epochs": [], "optim.no_decay_1d": True,
+        "data.interpolation": "bilinear", "data.normalize": "inception", "data.fgvc_final_train": "train_val",
+        "backbone.drop_path_rate": 0.1, "method.dim": 8, "method.dropout": 0.0, "method.drop_path": 0.1}),
 }
 RECIPE_SHARED: dict[str, dict[str, Any]] = {  # values one recipe of a source sets on top of the source's
     "vpt/vpt_deep": {"optim.no_decay_1d": False, "trainer.warmup_epochs": 10, "trainer.lr_base_batch": 256,
@@ -389,9 +486,13 @@ def test_source_tables_cover_every_task_they_name():
     for table, names in ((src.NOAH_SUBNETS, NOAH_NAMES), (src.SSF_VTAB, SSF_NAMES),
                          (src.VPT_DEEP_LENGTHS_VTAB, ADAPTER_PLUS_NAMES), (src.VPETL_VTAB_CONFIGS, VPETL_NAMES),
                          (src.FACT_TT, {}), (src.FACT_TK, {}), (src.CONVPASS, {}), (src.REPADAPTER, {}),
+                         (src.SCT_SCRIPT, VPETL_NAMES), (src.SCT_CONFIGS, VPETL_NAMES), (src.GPS_VTAB, SSF_NAMES),
+                         (src.DTL_VTAB, SSF_NAMES), (src.HST_VTAB, SSF_NAMES), (src.HYDRA_CONFIGS, {}),
+                         (src.ADAPTER_PLUS_DIMS_VTAB, ADAPTER_PLUS_NAMES),
                          *((t, {}) for t in src.PETLV_BEST_TUNE.values())):
         assert set(_rename(table, names)) == set(VTAB_TASKS)
     for table, names in ((src.SSF_FGVC, SSF_NAMES), (src.VPT_DEEP_LENGTHS_FGVC, ADAPTER_PLUS_NAMES),
-                         (src.VPETL_FGVC_CONFIGS, VPETL_NAMES)):
+                         (src.VPETL_FGVC_CONFIGS, VPETL_NAMES), (src.GPS_FGVC, SSF_NAMES), (src.HST_FGVC, SSF_NAMES),
+                         (src.ADAPTER_PLUS_DIMS_FGVC, ADAPTER_PLUS_NAMES)):
         assert set(_rename(table, names)) == set(FGVC_TASKS)
     assert {VPT_FILES[f] for f in src.VPT_FGVC_CONFIGS["prompt"]} == set(FGVC_TASKS)
