@@ -19,7 +19,6 @@ checkpoint, and finished runs are read back, so no trial is lost or duplicated.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -30,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from peftbench.apps.tune_plan import StudyPlan, TuneOptions, canonical, fmt, plan_studies
 from peftbench.config import compose
 from peftbench.errors import ConfigError, PeftbenchError
 from peftbench.records import (
@@ -44,95 +44,12 @@ from peftbench.records import (
     write_record,
 )
 from peftbench.tuning.export import Selected, write_recipes, write_table
-from peftbench.tuning.space import SearchSpace
-from peftbench.tuning.study import (
-    SEARCHES,
-    build_sampler,
-    journal_storage,
-    pruner_settings,
-    require_optuna,
-)
+from peftbench.tuning.study import build_sampler, journal_storage, pruner_settings, require_optuna
 
 FINISHED = ("success", "diverged", PRUNED_STATUS)
 JOURNAL = "studies.journal"
 DRILL_EXIT = 3  # tune.stop_after_trials: the exit code of the drill's stop
 MAX_SHUFFLED = 100_000  # finite spaces up to this size are drawn without replacement (random, TPE's startup)
-
-
-@dataclasses.dataclass
-class TuneOptions:
-    """peftbench-tune's own options (``search=``, ``budget=``, ``tune.<name>=`` on the command line)."""
-
-    search: str = "tpe"  # tpe | grid | random
-    budget: int = 16  # trials per study (method x task), the same for every method
-    name: str = "tuned"  # <results>/tune/<name>/ holds the journal; recipes are experiment/<name>/<method>.yaml
-    batch: int = 1  # new trials per study launched together in each round
-    seeds: list[int] | None = None  # tune-stage seeds (default: the command's seed list)
-    sampler_seed: int = 0
-    startup_trials: int = 10  # TPE: random trials before it models
-    pruner: str = "median"  # median | none
-    pruner_startup: int = 5  # complete trials before a trial can be pruned
-    pruner_warmup_epochs: int = 10  # evaluations after the first N epochs never prune
-    report_every: int = 1  # epochs between the trial runs' validation reports (trainer.eval_every)
-    max_params: int | None = None  # parameter budget: trainable parameters without the head
-    spaces: str | None = None  # a folder of space files read before configs/tune/
-    stop_after_trials: int = 0  # drill: stop like a kill once N trials finished in this launch (0 = never)
-
-    def __post_init__(self) -> None:
-        if self.search not in SEARCHES:
-            raise ConfigError(f"search={self.search!r}; valid choices: {', '.join(SEARCHES)}")
-        for key in ("budget", "batch", "report_every"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ConfigError(f"{'budget' if key == 'budget' else 'tune.' + key} must be an integer >= 1, "
-                                  f"got {getattr(self, key)!r}")
-        for key in ("startup_trials", "pruner_startup", "pruner_warmup_epochs", "stop_after_trials"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
-                raise ConfigError(f"tune.{key} must be an integer >= 0, got {getattr(self, key)!r}")
-        if self.max_params is not None and (not isinstance(self.max_params, int) or self.max_params < 1):
-            raise ConfigError(f"tune.max_params must be a positive integer (trainable parameters without the "
-                              f"head), got {self.max_params!r}")
-        if not self.name or not all(c.isalnum() or c in "_-." for c in self.name) or self.name.startswith("."):
-            raise ConfigError(f"tune.name={self.name!r}: use letters, digits, '_', '-', '.' (a folder name)")
-        if self.seeds is not None and (not self.seeds or not all(isinstance(s, int) for s in self.seeds)):
-            raise ConfigError(f"tune.seeds must be a non-empty list of integers, got {self.seeds!r}")
-        pruner_settings(self.pruner, 0, 0, 1)  # checks the name
-
-
-def fmt(value: Any) -> str:
-    """A value as a Hydra override writes it (strings quoted, so '8' stays a string)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def canonical(values: Any) -> str:
-    return json.dumps(values, sort_keys=True, default=str)
-
-
-@dataclasses.dataclass
-class StudyPlan:
-    """One study: a setting (method x task x ...), its search space and seeds."""
-
-    combo: list[str]  # the setting's overrides (no seed, no searched knob)
-    base: dict[str, Any]  # the setting composed under protocol=tune with the first tune seed
-    space: SearchSpace
-    seeds: list[int]  # tune seeds
-    final_seeds: list[int]
-    name: str  # the study's name in the journal
-    report: list[str]  # overrides that make the trial runs report per epoch
-    study: Any = None
-
-    @property
-    def label(self) -> str:
-        return self.base["method"].get("label") or self.base["method"]["name"]
-
-    def describe(self) -> str:
-        ds = self.base["dataset"]
-        return f"{self.label} on {ds['suite']}/{ds['name']} ({self.base['backbone']['name']})"
 
 
 class Tuner:
@@ -369,9 +286,12 @@ class Tuner:
         for trial in plan.study.get_trials(deepcopy=False):
             values = plan.space.decode(trial.params)
             state, value, runs, _ = self.outcome(plan, values, trial.number)
+            complete = trial.state.name == "COMPLETE"
             candidates.append({"trial": trial.number, "state": trial.state.name.lower(), "values": values,
-                               "val_accuracy": trial.value, "runs": runs, **self.counts(plan, values),
-                               "duplicate_of": trial.user_attrs.get("duplicate_of")})
+                               "val_accuracy": trial.value if complete else None, "runs": runs,
+                               **self.counts(plan, values), "duplicate_of": trial.user_attrs.get("duplicate_of"),
+                               # a pruned trial: its last report (step = epoch x seeds + seed index)
+                               "pruned_at": trial.user_attrs.get("pruned") if not complete else None})
         ok = [c for c in candidates if c["state"] == "complete" and all(r["status"] == "success" for r in c["runs"])]
         if not ok:
             raise PeftbenchError(f"{plan.describe()}: no complete trial with every tune seed successful among "
@@ -427,7 +347,8 @@ class Tuner:
             rows.append(self._row(plan, block, tests))
             print(f"[peftbench-tune] {plan.describe()}: selected {' '.join(self.params_overrides(block.selected))} "
                   f"(trial {block.selected_trial}, val top-1 {block.selected_val_accuracy:.2f}; {block.trials}); "
-                  f"final top-1 on test {rows[-1]['final_test_mean']} over seeds {plan.final_seeds}", flush=True)
+                  f"final top-1 on test {_fmt_acc(rows[-1]['final_test_mean'])} over seeds {plan.final_seeds}",
+                  flush=True)
             ds = plan.base["dataset"]
             selections.append(Selected(plan.label, ds["suite"], ds["name"], plan.combo, plan.base, block.selected))
         write_table(self.tune_dir / "tuned.csv", rows)
@@ -456,6 +377,10 @@ class Tuner:
                 "study": plan.name}
 
 
+def _fmt_acc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def tune(overrides: Sequence[str], options: TuneOptions | None = None) -> list[dict[str, Any]]:
     """Plan, tune, select and run the final stage (see the module docstring).
 
@@ -468,8 +393,6 @@ def tune(overrides: Sequence[str], options: TuneOptions | None = None) -> list[d
     Returns:
         The final runs' result JSONs, each with its ``tuning`` block.
     """
-    from peftbench.apps.tune_plan import plan_studies
-
     options = options or TuneOptions()
     plans, hydra_args, tune_dir = plan_studies(list(overrides), options)
     tuner = Tuner(plans, options, hydra_args, tune_dir)

@@ -1,4 +1,5 @@
-"""peftbench-tune's plan: the studies of a command, each with its checked search space, before anything runs.
+"""peftbench-tune's plan: its options, and the studies of a command, each with its checked search space, before
+anything runs (torch only where a check builds a method or counts parameters).
 
 Every mistake a user can make here (an unknown knob, an empty space, a grid smaller than the budget, a parameter
 budget no candidate fits, a value a method refuses) stops the command with a clear message and exit code 2
@@ -8,23 +9,98 @@ before a study is opened, so nothing already tuned is touched.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
-from peftbench.apps.tune import StudyPlan, TuneOptions, canonical
-from peftbench.assemble import make_method, parse_spec
 from peftbench.config import compose
 from peftbench.errors import ConfigError
 from peftbench.paths import config_dir
 from peftbench.records import tune_key
 from peftbench.tuning.space import JOINT, SearchSpace, all_knob_keys, check_knobs, load_space, lookup
-from peftbench.tuning.study import pruner_settings
+from peftbench.tuning.study import SEARCHES, pruner_settings
 
 SPACES = "tune"  # configs/tune/<method>.yaml
 LAUNCH_ONLY = ("hydra.sweep.", "hydra.sweeper", "hydra/sweeper")  # set by peftbench-tune per launch
+
+
+@dataclasses.dataclass
+class TuneOptions:
+    """peftbench-tune's own options (``search=``, ``budget=``, ``tune.<name>=`` on the command line)."""
+
+    search: str = "tpe"  # tpe | grid | random
+    budget: int = 16  # trials per study (method x task), the same for every method
+    name: str = "tuned"  # <results>/tune/<name>/ holds the journal; recipes are experiment/<name>/<method>.yaml
+    batch: int = 1  # new trials per study launched together in each round
+    seeds: list[int] | None = None  # tune-stage seeds (default: the command's seed list)
+    sampler_seed: int = 0
+    startup_trials: int = 10  # TPE: random trials before it models
+    pruner: str = "median"  # median | none
+    pruner_startup: int = 5  # complete trials before a trial can be pruned
+    pruner_warmup_epochs: int = 10  # evaluations after the first N epochs never prune
+    report_every: int = 1  # epochs between the trial runs' validation reports (trainer.eval_every)
+    max_params: int | None = None  # parameter budget: trainable parameters without the head
+    spaces: str | None = None  # a folder of space files read before configs/tune/
+    stop_after_trials: int = 0  # drill: stop like a kill once N trials finished in this launch (0 = never)
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ConfigError(f"search={self.search!r}; valid choices: {', '.join(SEARCHES)}")
+        for key in ("budget", "batch", "report_every"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"{'budget' if key == 'budget' else 'tune.' + key} must be an integer >= 1, "
+                                  f"got {getattr(self, key)!r}")
+        for key in ("startup_trials", "pruner_startup", "pruner_warmup_epochs", "stop_after_trials"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
+                raise ConfigError(f"tune.{key} must be an integer >= 0, got {getattr(self, key)!r}")
+        if self.max_params is not None and (not isinstance(self.max_params, int) or self.max_params < 1):
+            raise ConfigError(f"tune.max_params must be a positive integer (trainable parameters without the "
+                              f"head), got {self.max_params!r}")
+        if not self.name or not all(c.isalnum() or c in "_-." for c in self.name) or self.name.startswith("."):
+            raise ConfigError(f"tune.name={self.name!r}: use letters, digits, '_', '-', '.' (a folder name)")
+        if self.seeds is not None and (not self.seeds or not all(isinstance(s, int) for s in self.seeds)):
+            raise ConfigError(f"tune.seeds must be a non-empty list of integers, got {self.seeds!r}")
+        pruner_settings(self.pruner, 0, 0, 1)  # checks the name
+
+
+def fmt(value: Any) -> str:
+    """A value as a Hydra override writes it (strings quoted, so '8' stays a string)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def canonical(values: Any) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+@dataclasses.dataclass
+class StudyPlan:
+    """One study: a setting (method x task x ...), its search space and seeds."""
+
+    combo: list[str]  # the setting's overrides (no seed, no searched knob)
+    base: dict[str, Any]  # the setting composed under protocol=tune with the first tune seed
+    space: SearchSpace
+    seeds: list[int]  # tune seeds
+    final_seeds: list[int]
+    name: str  # the study's name in the journal
+    report: list[str]  # overrides that make the trial runs report per epoch
+    study: Any = None
+
+    @property
+    def label(self) -> str:
+        return self.base["method"].get("label") or self.base["method"]["name"]
+
+    def describe(self) -> str:
+        ds = self.base["dataset"]
+        return f"{self.label} on {ds['suite']}/{ds['name']} ({self.base['backbone']['name']})"
 
 
 def space_folders(options: TuneOptions) -> list[Path]:
@@ -73,6 +149,8 @@ def _values(override: Any) -> list[Any]:
 
 def check_values(space: SearchSpace, base: dict[str, Any]) -> None:
     """Every choice (and both ends of every range) must make a valid run config and method."""
+    from peftbench.assemble import make_method, parse_spec
+
     for key, knob in space.knobs.items():
         values = list(knob.choices) if knob.finite else [knob.low, knob.high]
         for value in values:
