@@ -57,7 +57,7 @@ class Tuner:
 
     def __init__(self, plans: list[StudyPlan], options: TuneOptions, hydra_args: list[str], tune_dir: Path) -> None:
         self.plans, self.options, self.hydra_args, self.tune_dir = plans, options, hydra_args, tune_dir
-        self.journal = tune_dir / JOURNAL
+        self.journal = (tune_dir / JOURNAL).resolve()  # the jobs may start elsewhere (SLURM)
         self.storage: Any = None
         self._configs: dict[str, dict[str, Any]] = {}
         self._records: dict[tuple[str, int], RunRecord | None] = {}

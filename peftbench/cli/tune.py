@@ -4,7 +4,7 @@ task, run ``final`` for every seed with the selection, export the selections as 
 Examples:
     peftbench-tune method=lora,vpt_deep,adapter dataset=vtab/dtd data.root=/data backbone=vit_b16_in21k budget=20
     peftbench-tune search=grid budget=16 method=lora sweep=vtab1k seed=0,1,2 data.root=/data backbone=vit_b16_in21k
-    peftbench-tune method=lora,ssf sweep=vtab1k data.root=/data hydra/launcher=slurm hydra.launcher.partition=gpu
+    peftbench-tune method=lora,adaptformer sweep=vtab1k data.root=/data hydra/launcher=slurm hydra.launcher.partition=gpu
 
 Options (the rest are peftbench-train overrides; lists define the studies, seed=... the seeds):
     search=tpe|grid|random    seeded Optuna sampler (default tpe); grid visits the grid in a seeded random order
