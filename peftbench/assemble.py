@@ -29,7 +29,7 @@ from peftbench.methods.base import PeftMethod
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
 from peftbench.records import ParamCounts, config_hash, run_dir
-from peftbench.tuning.study import TuningConfig
+from peftbench.tuning.study import TrialConfig
 
 PROTOCOLS = ("tune", "final")
 ON_EXISTING = ("skip", "error", "overwrite")
@@ -62,7 +62,7 @@ class RunSpec:
     optim: OptimConfig
     logger: LoggerConfig
     resume: ResumeConfig
-    tuning: TuningConfig
+    trial: TrialConfig
     protocol: str
     seed: int | None
     results_dir: Path
@@ -105,7 +105,7 @@ def parse_spec(cfg: Any) -> RunSpec:
         optim=build_config(OptimConfig, plain["optim"], "optim"),
         logger=build_config(LoggerConfig, plain["logger"], "logger"),
         resume=build_config(ResumeConfig, plain.get("resume", {}), "resume"),
-        tuning=build_config(TuningConfig, plain.get("tuning") or {}, "tuning"),
+        trial=build_config(TrialConfig, plain.get("trial") or {}, "trial"),
         protocol=plain["protocol"],
         seed=plain["seed"],
         results_dir=Path(plain.get("paths", {}).get("results_dir", "results")),

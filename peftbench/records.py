@@ -44,7 +44,7 @@ NON_SEMANTIC_KEYS = (
     "logger",
     "on_existing",
     "resume",  # epoch checkpoints: how a run is kept, not what it computes
-    "tuning",  # peftbench-tune's links of a run to its study (where it reports), not what it computes
+    "trial",  # peftbench-tune's link of a run to its study (where it reports), not what it computes
     "trainer.device",
     "trainer.progress",
     "trainer.num_threads",

@@ -60,7 +60,7 @@ def run(cfg: Any) -> RunRecord:
     A finished run (same config hash) is skipped, refused or replaced according to ``on_existing``;
     a replaced result is kept as ``result.json.bak-<time>``. Diverged runs are recorded with status
     ``diverged``; a crash is recorded as ``failed`` before the error propagates. A peftbench-tune trial run
-    (``tuning.storage`` set) that its study's pruner stops is recorded with status ``pruned``.
+    (``trial.storage`` set) that its study's pruner stops is recorded with status ``pruned``.
     """
     spec = parse_spec(cfg)
     chash = spec.config_hash
@@ -144,7 +144,7 @@ def _train(a: Assembled, out: Path, record: RunRecord) -> None:
     logger = RunLogger(out, spec.logger, run_name=out.relative_to(spec.results_dir).as_posix(), config=spec.config,
                        keep_epochs=checkpoint.saved_epoch())
     # a trial run reports each periodic evaluation to its study; the pruner's stop arrives as RunPruned
-    log = TrialReporter(spec.tuning).wrap(logger.log) if spec.tuning.active else logger.log
+    log = TrialReporter(spec.trial).wrap(logger.log) if spec.trial.active else logger.log
     try:
         outcome = train_and_evaluate(
             model, splits.train, splits.eval, spec.trainer, spec.optim, device, spec.seed, spec.data.num_workers,

@@ -119,8 +119,8 @@ class Tuner:
     # -- one trial ---------------------------------------------------------------------------------------------
     def trial_job(self, plan: StudyPlan, values: dict[str, Any], number: int, index: int) -> list[str]:
         return [*plan.combo, "protocol=tune", f"seed={plan.seeds[index]}", *self.params_overrides(values),
-                *plan.report, f"tuning.storage={fmt(str(self.journal))}", f"tuning.study={fmt(plan.name)}",
-                f"tuning.trial={number}", f"tuning.seed_index={index}", f"tuning.seeds={len(plan.seeds)}"]
+                *plan.report, f"trial.storage={fmt(str(self.journal))}", f"trial.study={fmt(plan.name)}",
+                f"trial.number={number}", f"trial.seed_index={index}", f"trial.seeds={len(plan.seeds)}"]
 
     def outcome(self, plan: StudyPlan, values: dict[str, Any], number: int) -> tuple[str, float | None,
                                                                                       list[dict[str, Any]],

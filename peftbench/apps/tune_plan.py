@@ -214,8 +214,8 @@ def plan_studies(args: list[str], options: TuneOptions) -> tuple[list[StudyPlan]
         key = o.key_or_group
         if key == "protocol":
             raise ConfigError(f"{text}: peftbench-tune runs protocol=tune, then protocol=final; drop it")
-        if key == "tuning" or key.startswith("tuning."):
-            raise ConfigError(f"{text}: the tuning block is set by peftbench-tune on its trial runs; drop it")
+        if key == "trial" or key.startswith("trial."):
+            raise ConfigError(f"{text}: the trial block is set by peftbench-tune on its trial runs; drop it")
         if key == "seed":
             seeds = [int(v) for v in _values(o)]
         elif key in knob_keys and o.is_sweep_override():

@@ -17,7 +17,7 @@ from peftbench.tuning.space import lookup
 
 # group choices a recipe states in its defaults (dataset is per task; logger is not part of what a run computes)
 RECIPE_GROUPS = ("backbone", "method", "optim", "trainer")
-NOT_SHARED = (*NON_SEMANTIC_KEYS, "seed", "protocol", "dataset", "tuning", "sweep")
+NOT_SHARED = (*NON_SEMANTIC_KEYS, "seed", "protocol", "dataset", "sweep")
 
 
 @dataclasses.dataclass

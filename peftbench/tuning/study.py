@@ -1,7 +1,7 @@
 """The Optuna side of peftbench-tune: the study journal, samplers, the pruner, and a trial run's reporter.
 
 peftbench-tune (the parent) is the only process that asks for and tells trials. Each trial is one run per tune
-seed, launched like any multirun job; a run finds its trial through the ``tuning:`` block of its config,
+seed, launched like any multirun job; a run finds its trial through the ``trial:`` block of its config,
 reports its per-epoch validation accuracy as the trial's intermediate values and stops when the pruner says so
 (:class:`RunPruned`; the run is recorded with status ``pruned``). Several runs report into one journal at once:
 Optuna's :class:`~optuna.storages.JournalStorage` on a file with an ``open(O_EXCL)`` lock, which works on a
@@ -28,20 +28,20 @@ PRUNED_ATTR = "pruned"  # trial user attribute: which seed run stopped the trial
 
 
 @dataclasses.dataclass
-class TuningConfig:
-    """The ``tuning:`` block of ``configs/train.yaml``: set by peftbench-tune on its trial runs (not in the hash).
+class TrialConfig:
+    """The ``trial:`` block of ``configs/train.yaml``: set by peftbench-tune on its trial runs (not in the hash).
 
     Attributes:
         storage: the study journal file (every job must see it: a shared filesystem).
         study: the study's name in the journal.
-        trial: the trial number this run belongs to.
+        number: the trial number this run belongs to.
         seed_index: this run's position among the trial's tune seeds.
         seeds: how many tune seeds each trial runs.
     """
 
     storage: str | None = None
     study: str | None = None
-    trial: int | None = None
+    number: int | None = None
     seed_index: int = 0
     seeds: int = 1
 
@@ -50,11 +50,11 @@ class TuningConfig:
         return self.storage is not None
 
     def __post_init__(self) -> None:
-        given = [self.storage is not None, self.study is not None, self.trial is not None]
+        given = [self.storage is not None, self.study is not None, self.number is not None]
         if any(given) and not all(given):
-            raise ConfigError("tuning.storage, tuning.study and tuning.trial go together (peftbench-tune sets them)")
+            raise ConfigError("trial.storage, trial.study and trial.number go together (peftbench-tune sets them)")
         if self.seeds < 1 or not 0 <= self.seed_index < self.seeds:
-            raise ConfigError(f"tuning.seed_index={self.seed_index} must be in [0, tuning.seeds={self.seeds})")
+            raise ConfigError(f"trial.seed_index={self.seed_index} must be in [0, trial.seeds={self.seeds})")
 
 
 class RunPruned(Exception):
@@ -148,21 +148,21 @@ class TrialReporter:
     """A trial run's link to its study: per-epoch reports, and the pruner's verdict.
 
     Args:
-        cfg: the run's ``tuning:`` block.
+        cfg: the run's ``trial:`` block.
     """
 
-    def __init__(self, cfg: TuningConfig) -> None:
+    def __init__(self, cfg: TrialConfig) -> None:
         optuna = require_optuna()
         path = Path(str(cfg.storage))
         if not path.is_file():
-            raise ConfigError(f"tuning.storage={path}: no study journal there; every job must see the file "
+            raise ConfigError(f"trial.storage={path}: no study journal there; every job must see the file "
                               "peftbench-tune created (a shared filesystem)")
         storage = journal_storage(path)
         try:
             study_id = storage.get_study_id_from_name(str(cfg.study))
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(cfg.trial))  # type: ignore[arg-type]
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(cfg.number))  # type: ignore[arg-type]
         except KeyError:
-            raise ConfigError(f"tuning.study={cfg.study!r} has no trial {cfg.trial} in {path}") from None
+            raise ConfigError(f"trial.study={cfg.study!r} has no trial {cfg.number} in {path}") from None
         settings = storage.get_study_user_attrs(study_id).get("pruner", {"kind": "none"})
         study = optuna.load_study(study_name=cfg.study, storage=storage, pruner=build_pruner(settings),
                                   sampler=optuna.samplers.RandomSampler())
@@ -182,13 +182,13 @@ class TrialReporter:
             self.reported.add(step)
         sibling = self.storage.get_trial_user_attrs(self.trial_id).get(PRUNED_ATTR)
         if sibling is not None:
-            raise RunPruned(f"pruned: trial {self.cfg.trial} was pruned by its seed run #{sibling['seed_index']} "
+            raise RunPruned(f"pruned: trial {self.cfg.number} was pruned by its seed run #{sibling['seed_index']} "
                             f"after epoch {sibling['epoch']}", self.history)
         if self.trial.should_prune():
             self.trial.set_user_attr(PRUNED_ATTR, {"seed_index": self.cfg.seed_index, "epoch": epoch,
                                                    "accuracy": accuracy})
             raise RunPruned(f"pruned after epoch {epoch}: validation top-1 {accuracy:.2f} is below the median of "
-                            f"the study's complete trials at that epoch (trial {self.cfg.trial})", self.history)
+                            f"the study's complete trials at that epoch (trial {self.cfg.number})", self.history)
 
     def wrap(self, log: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
         """A training-loop log callback that also reports each periodic (not final) evaluation."""
