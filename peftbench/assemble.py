@@ -39,6 +39,7 @@ from peftbench.models import BackboneConfig, backbone_data_config, build_backbon
 from peftbench.paths import config_groups, suite_tasks
 from peftbench.per_task import PerTaskResolution, command_line_keys, resolve_per_task
 from peftbench.records import ParamCounts, SelectionBlock, config_hash, run_dir
+from peftbench.tuning.study import TrialConfig
 
 SELECTION_FILE = "selection.safetensors"  # a data-dependent selection, kept with the run (resume, reuse)
 
@@ -77,6 +78,7 @@ class RunSpec:
     optim: OptimConfig
     logger: LoggerConfig
     resume: ResumeConfig
+    trial: TrialConfig
     protocol: str
     seed: int | None
     results_dir: Path
@@ -168,6 +170,7 @@ def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
         optim=build_config(OptimConfig, plain["optim"], "optim"),
         logger=build_config(LoggerConfig, plain["logger"], "logger"),
         resume=build_config(ResumeConfig, plain.get("resume", {}), "resume"),
+        trial=build_config(TrialConfig, plain.get("trial") or {}, "trial"),
         protocol=plain["protocol"],
         seed=plain["seed"],
         results_dir=Path(plain.get("paths", {}).get("results_dir", "results")),

@@ -30,7 +30,9 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 RESULT_FILE = "result.json"
 RUNNING_STATUS = "running"  # written before training starts
-STATUSES = ("running", "success", "diverged", "failed")
+# pruned: a peftbench-tune trial run stopped early by the study's pruner (a finished outcome, not a failure)
+STATUSES = ("running", "success", "diverged", "failed", "pruned")
+PRUNED_STATUS = "pruned"
 RUN_DIR_RE = re.compile(r"^(tune|final)-seed.+-[0-9a-f]{8}$")  # the leaf folder of run_dir()
 REQUIRED_KEYS = ("suite", "task", "backbone", "method", "protocol")
 REQUIRED_SUCCESS_METRICS = ("accuracy", "trainable_params", "trainable_params_without_head")
@@ -43,6 +45,7 @@ NON_SEMANTIC_KEYS = (
     "logger",
     "on_existing",
     "resume",  # epoch checkpoints: how a run is kept, not what it computes
+    "trial",  # peftbench-tune's link of a run to its study (where it reports), not what it computes
     "trainer.device",
     "trainer.progress",
     "trainer.num_threads",
@@ -389,7 +392,12 @@ class SplitInfo:
 
 @dataclasses.dataclass
 class TuningBlock:
-    """Added by peftbench-tune to a final run: how its setting was selected."""
+    """Added by peftbench-tune to a final run: how its setting was selected.
+
+    ``candidates`` has one entry per trial of the study (its values, state, per-seed runs and validation
+    accuracies, trainable parameters); ``selected_run`` is the first of ``selected_runs`` (one per tune seed).
+    The fields after ``candidates`` were added with the Optuna study (results written before lack them).
+    """
 
     search: str
     criterion: str
@@ -397,6 +405,14 @@ class TuningBlock:
     selected_run: str
     selected_val_accuracy: float
     candidates: list[dict[str, Any]]
+    budget: int | None = None  # trials of the study, the same for every method of the tune
+    trials: dict[str, int] = dataclasses.field(default_factory=dict)  # state -> count (complete, pruned)
+    selected_trial: int | None = None
+    selected_runs: list[str] = dataclasses.field(default_factory=list)
+    tune_seeds: list[int] = dataclasses.field(default_factory=list)
+    space: dict[str, Any] = dataclasses.field(default_factory=dict)  # knob -> choices or range
+    max_params: int | None = None  # the parameter budget (trainable, without the head), if any
+    study: dict[str, Any] = dataclasses.field(default_factory=dict)  # journal, name, sampler, pruner
 
 
 @dataclasses.dataclass
@@ -537,10 +553,18 @@ class RunRecord:
         record.adjustments = rest.pop("adjustments", None)
         for name, block_cls in _OPTIONAL_BLOCKS:
             block = rest.get(name)
-            if isinstance(block, Mapping) and set(_keys(block_cls)) == set(block):
+            if isinstance(block, Mapping) and _fits(block_cls, block):
                 setattr(record, name, block_cls(**rest.pop(name)))
         record.extra = rest
         return record
+
+
+def _fits(block_cls: type, block: Mapping[str, Any]) -> bool:
+    """Whether ``block`` has every required field of ``block_cls`` and nothing it does not know."""
+    fields = dataclasses.fields(block_cls)
+    required = {f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    return required <= set(block) <= {f.name for f in fields}
 
 
 def invalid_reason(res: Any) -> str | None:

@@ -2,7 +2,7 @@
 executed), no module imports itself back through others, and no top-level part imports a part above it.
 
 Layers, lowest first (the house style's map): errors / config / paths / atomic / records (no torch) -> models,
-data, methods, engine, loggers, prepare, sweeps -> assemble -> apps and the leaderboard (results) -> cli.
+data, methods, engine, loggers, prepare, sweeps, tuning -> assemble -> apps and the leaderboard (results) -> cli.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "peftbench"
 
 LAYERS: dict[str, int] = {
     "errors": 0, "config": 0, "paths": 0, "atomic": 0, "records": 0, "per_task": 0,
-    "models": 1, "data": 1, "methods": 1, "engine": 1, "loggers": 1, "prepare": 1, "sweeps": 1,
+    "models": 1, "data": 1, "methods": 1, "engine": 1, "loggers": 1, "prepare": 1, "sweeps": 1, "tuning": 1,
     "assemble": 2,
     "apps": 3, "results": 3,
     "cli": 4,

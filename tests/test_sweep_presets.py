@@ -9,7 +9,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from peftbench.errors import ConfigError
 from peftbench.methods.registry import available_methods
 from peftbench.paths import config_dir
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS
@@ -67,15 +66,6 @@ def test_tune_grid_is_lr_by_weight_decay_under_the_tune_protocol():
     # presets combine; command-line values replace a preset's list for that key
     assert len(expand(["sweep=[vtab1k_specialized,tune_grid]"])) == 4 * 20
     assert len(expand(["sweep=tune_grid", "trainer.lr=1e-3,1e-2"])) == 2 * 4
-
-
-def test_optuna_preset_composes_but_cannot_be_listed_in_advance():
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["sweep=tune_optuna"], return_hydra_config=True)
-    assert "optuna" in cfg.hydra.sweeper._target_.lower() and cfg.hydra.sweeper.direction == "maximize"
-    assert set(cfg.hydra.sweeper.params) == {"trainer.lr", "trainer.weight_decay"} and cfg.protocol == "tune"
-    with pytest.raises(ConfigError, match="grid"):
-        expand(["sweep=tune_optuna"])
 
 
 @pytest.mark.parametrize("preset", PRESETS)

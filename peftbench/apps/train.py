@@ -51,6 +51,7 @@ from peftbench.records import (
     weights_sha256,
     write_record,
 )
+from peftbench.tuning.study import RunPruned, TrialReporter
 
 DEFAULT_INFER_ITERS = 5  # timed calls where trainer.infer_iters=0 cannot use the final evaluation
 
@@ -80,6 +81,8 @@ def run(cfg: Any, command_line: list[str] | None = None) -> RunRecord | None:
     ``diverged``; a crash is recorded as ``failed`` before the error propagates. With ``dry_run=true`` it prints
     the resolved config (:func:`dry_run`) as one JSON object and returns None. ``command_line``: the overrides
     ``cfg`` was composed with, whose keys win over a recipe's per-task values (None: the running Hydra job's).
+    A peftbench-tune trial run (``trial.storage`` set) that its study's pruner stops is recorded with status
+    ``pruned``.
     """
     spec = parse_spec(cfg, command_line)
     if spec.dry_run:
@@ -171,10 +174,20 @@ def _train(a: Assembled, out: Path, record: RunRecord) -> None:
     checkpoint = EpochCheckpoint(out, spec.resume)
     logger = RunLogger(out, spec.logger, run_name=out.relative_to(spec.results_dir).as_posix(), config=spec.config,
                        keep_epochs=checkpoint.saved_epoch())
-    outcome = train_and_evaluate(
-        model, splits.train, splits.eval, spec.trainer, spec.optim, device, spec.seed, spec.data.num_workers,
-        logger.log, checkpoint=checkpoint,
-    )
+    # a trial run reports each periodic evaluation to its study; the pruner's stop arrives as RunPruned
+    log = TrialReporter(spec.trial).wrap(logger.log) if spec.trial.active else logger.log
+    try:
+        outcome = train_and_evaluate(
+            model, splits.train, splits.eval, spec.trainer, spec.optim, device, spec.seed, spec.data.num_workers,
+            log, checkpoint=checkpoint,
+        )
+    except RunPruned as pruned:  # a finished outcome of the trial (not a failure): no test, no costs
+        record.status, record.message = "pruned", str(pruned)
+        best = max(h["eval_accuracy"] for h in pruned.history)
+        record.metrics.periodic_eval = PeriodicEval(best, pruned.history)
+        record.resumed_from_epoch = checkpoint.resumed_from or None
+        logger.finish({"max_eval_accuracy_during_training": best})
+        return
     if checkpoint.resumed_from:
         record.resumed_from_epoch = checkpoint.resumed_from
     metrics = record.metrics

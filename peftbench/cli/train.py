@@ -23,14 +23,18 @@ def _main(cfg: DictConfig) -> float:
     if record is None:  # dry_run=true printed the resolved config
         return 0.0
     ident, train = record.identity, record.metrics.train
+    if record.status == "pruned":  # a peftbench-tune trial run stopped by its study's pruner
+        print(f"[peftbench] pruned: {ident.method} on {ident.suite}/{ident.task} ({ident.backbone}, seed {ident.seed}): "
+              f"{record.message}; result: {record.provenance.run_dir}/result.json")
+        return 0.0
     print(
         f"[peftbench] {record.status}: {ident.method} on {ident.suite}/{ident.task} "
         f"({ident.backbone}, {ident.protocol}, seed {ident.seed}) "
         f"top-1 {train.accuracy if train else None} on {train.accuracy_split if train else None}; "
         f"result: {record.provenance.run_dir}/result.json"
     )
-    # The job's objective for Hydra sweepers that optimise (Optuna): top-1 on the evaluation split
-    # (val200 under protocol=tune); a diverged run counts as 0.
+    # The job's return value in a multirun: top-1 on the evaluation split (val200 under protocol=tune); a
+    # diverged run counts as 0.
     return float(record.accuracy or 0.0)
 
 

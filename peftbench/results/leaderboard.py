@@ -39,7 +39,9 @@ Written to ``<results>/leaderboard/``:
 Only ``final``-protocol runs with status ``success`` enter the suite tables. Rows are keyed by backbone,
 so runs on different backbones are never averaged together. When a (row, task) has finished runs of
 more than one setting (e.g. two learning rates), the most recently finished setting is used and the
-others are named in ``problems.csv``: results are never silently averaged across settings.
+others are named in ``problems.csv``: results are never silently averaged across settings. Runs tuned by
+peftbench-tune (a ``tuning`` block) form one row per method, search and budget whatever each task selected
+(every seed of a task ran the one selected setting); their searched method options read ``tuned``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from typing import Any
 import pandas as pd
 
 from peftbench.records import (
+    PRUNED_STATUS,
     RESULT_FILE,
     RUN_DIR_RE,
     RUNNING_STATUS,
@@ -130,6 +133,12 @@ def _flatten(record: RunRecord, path: Path) -> dict[str, Any]:
     res = record.to_dict()
     cfg = record.provenance.config
     method_block = cfg.get("method", {})
+    if record.tuning is not None:
+        # a tuned method is one row over tasks, whatever each task selected: its searched options show as
+        # "tuned" with the search and budget (runs tuned otherwise, or not at all, are other rows)
+        tuned = {k.partition(".")[2] for k in record.tuning.selected if k.startswith("method.")}
+        method_block = {k: ("tuned" if k in tuned else v) for k, v in method_block.items()}
+        method_block["tuned"] = f"{record.tuning.search}, budget {record.tuning.budget}"
     row = {k: v for k, v in res.items()
            if k not in ("config", "metrics", "versions", "normalization", "per_task", "adjustments")}
     row["method_setting"] = method_setting(method_block)
@@ -333,7 +342,7 @@ def build(results_dir: str | Path, out_dir: str | Path | None = None, reference_
     versus_tables: dict[str, pd.DataFrame] = {}
     valid = 0
     if not runs.empty:
-        for _, r in runs[runs["status"] != "success"].iterrows():
+        for _, r in runs[~runs["status"].isin(["success", PRUNED_STATUS])].iterrows():  # pruned: a tune outcome
             problems.append(_unfinished_problem(r))
         valid = int((runs["status"] != RUNNING_STATUS).sum())
         ok = runs[(runs["status"] == "success") & (runs["protocol"] == "final")]

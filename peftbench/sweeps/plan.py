@@ -26,7 +26,7 @@ def expand(overrides: Sequence[str], config_name: str = "train") -> list[list[st
         with the command line, command-line keys winning, as Hydra does).
 
     Raises:
-        ConfigError: the composed sweeper is not Hydra's grid sweeper (e.g. Optuna picks its trials
+        ConfigError: the composed sweeper is not Hydra's grid sweeper (e.g. a sweeper that picks its trials
             while it runs, so they cannot be listed in advance).
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
