@@ -123,6 +123,16 @@ def test_equal_budget_tune_killed_and_relaunched(tmp_path, capsys):
         best = max(trials, key=lambda t: (t.value, -t.number))
         assert exported["per_task"]["embedded"]["dsprites_loc"] == best.params
         assert exported["recipe"]["name"] == f"tuned/{method}" and exported["recipe"]["seeds"] == [0, 1]
+        # the exported recipe reruns through the per-task mechanism: dry_run resolves the selected values
+        rerun = [f"hydra.searchpath=[file://{tmp_path / 'results' / 'tune' / 'tuned'}]", f"experiment=tuned/{method}",
+                 "dataset=embedded/dsprites_loc", "dry_run=true"]
+        proc = subprocess.run([sys.executable, "-m", "peftbench.cli.train", *rerun], capture_output=True, text=True,
+                              check=True, timeout=300)
+        resolved = json.loads(proc.stdout)
+        assert resolved["per_task"]["source"] == "embedded/dsprites_loc"
+        for key, value in best.params.items():
+            block, _, leaf = key.partition(".")
+            assert resolved["config"][block][leaf] == value, key
 
     # 3. once more (in process): nothing is run again; a budget below what the studies hold is refused, and
     #    nothing changes

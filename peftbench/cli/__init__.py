@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from peftbench.errors import UnknownNameError, exit_on_user_error
@@ -24,16 +25,32 @@ def check_group_overrides(argv: list[str]) -> None:
     every group is checked here first, with one message format. Sweep lists (``a,b``) are checked
     item by item; sweeper functions (``choice(...)``) are left to Hydra.
     """
+    extra = _search_path(argv)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS or "(" in value or "[" in value or value in ("", "null"):
             continue
-        valid = group_options(key)
+        valid = sorted({*group_options(key), *(o for root in extra for o in _options_in(root / key))})
         for option in value.split(","):
             if option not in valid:
                 prefix = option.rsplit("/", 1)[0] + "/" if "/" in option else ""
                 near = [v for v in valid if prefix and v.startswith(prefix)] or valid
                 exit_on_user_error(_unknown_option, key, option, near)
+
+
+def _search_path(argv: list[str]) -> list[Path]:
+    """Folders a ``hydra.searchpath=[file://DIR,...]`` override adds to the config search path."""
+    dirs: list[Path] = []
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "hydra.searchpath":
+            dirs += [Path(p.strip().removeprefix("file://")) for p in value.strip("[]").split(",")
+                     if p.strip().startswith("file://")]
+    return dirs
+
+
+def _options_in(folder: Path) -> list[str]:
+    return [p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")] if folder.is_dir() else []
 
 
 def _unknown_option(group: str, option: str, valid: list[str]) -> None:
