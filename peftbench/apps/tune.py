@@ -26,6 +26,7 @@ from peftbench.records import (
     RecordError,
     TuningBlock,
     config_hash,
+    launched_result,
     read_record,
     run_dir,
     tune_key,
@@ -76,6 +77,11 @@ def select(candidates: list[dict[str, Any]]) -> dict[str, Any]:
             "see their result.json files"
         )
     return sorted(ok, key=lambda c: (-c["accuracy"], c["trainer.lr"], c["trainer.weight_decay"]))[0]
+
+
+def _launched(hydra_args: Sequence[str]) -> bool:
+    """Whether ``hydra/launcher=...`` sends the runs elsewhere (another process, another machine)."""
+    return any(o.lstrip("+~").startswith("hydra/launcher=") for o in hydra_args)
 
 
 def _train(args: Sequence[str]) -> None:
@@ -135,7 +141,8 @@ def tune(overrides: Sequence[str], search: str = "grid") -> list[dict[str, Any]]
         final_cfg = compose(final_overrides)
         from peftbench.assemble import parse_spec
 
-        path = parse_spec(final_cfg).run_dir / RESULT_FILE  # where that run wrote its record
+        # where that run wrote its record (a launcher's node resolves trainer.precision=auto by its own device)
+        path = launched_result(final_cfg) if _launched(launch_args) else parse_spec(final_cfg).run_dir / RESULT_FILE
         record = read_record(path)
         record.tuning = TuningBlock(
             search=search,

@@ -28,6 +28,7 @@ from peftbench.engine.measure import sync
 from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fused_adamw
 from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
+from peftbench.records import resolved_precision
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -98,10 +99,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``), none on CPU unless ``bf16`` is asked for."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+    """bf16 autocast on CUDA (``auto`` or ``bf16``), none on CPU unless ``bf16`` is asked for
+    (:func:`peftbench.records.resolved_precision`: the login node of a cluster resolves it without torch)."""
+    return torch.bfloat16 if resolved_precision(precision, device.type) == "bf16" else None
 
 
 @dataclasses.dataclass
