@@ -24,8 +24,9 @@ from tests import slurm_cluster
 
 pytestmark = pytest.mark.xdist_group("slurm")  # one cluster, its tests on one worker (--dist loadgroup)
 
+# tiny CPU runs: one thread, inference speed timed on the final evaluation (no extra passes)
 RUN = ["trainer=smoke", "trainer.warmup_epochs=0", "trainer.num_threads=1", "trainer.progress=false",
-       "trainer.device=cpu"]
+       "trainer.device=cpu", "trainer.infer_iters=0", "trainer.infer_warmup=0"]
 
 
 @pytest.fixture(scope="module")
