@@ -10,7 +10,8 @@ Commands see the cluster through ``SLURM_CONF`` (:attr:`SlurmCluster.env`); a cl
 
 Settings that only make a test cluster quick (documented in ``slurm.conf``'s man page): the scheduler runs every
 second (``sched_interval=1``, ``bf_interval=1``), a requeued job may start again after 5 s
-(``cred_expire=5``, default 120 s), and a job that ignores SIGTERM is killed after 2 s (``KillWait=2``, default 30).
+(``cred_expire=5``, default 120 s), and a job that ignores SIGTERM (submitit does) is killed right away
+(``KillWait=0``, default 30 s).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class SlurmCluster:
     """One controller and one compute node on this machine (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="peftbench-slurm-"))
+        # a short path: munge's and SLURM's UNIX sockets live in it
+        self.root = Path(tempfile.mkdtemp(prefix="peftbench-slurm-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.root.chmod(0o755)  # munged wants its socket's folder reachable by everyone
         self.conf = self.root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
@@ -142,7 +144,7 @@ class SlurmCluster:
             "JobAcctGatherType=jobacct_gather/none",
             "JobCompType=jobcomp/none",
             "ReturnToService=2",
-            "KillWait=2",
+            "KillWait=0",
             "SchedulerType=sched/backfill",
             "SchedulerParameters=sched_interval=1,bf_interval=1",
             f"{node} NodeAddr=127.0.0.1 State=UNKNOWN",

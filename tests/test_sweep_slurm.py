@@ -22,7 +22,8 @@ import pytest
 
 from tests import slurm_cluster
 
-pytestmark = pytest.mark.xdist_group("slurm")  # one cluster, its tests on one worker (--dist loadgroup)
+# one cluster, its tests on one xdist worker (--dist loadgroup); deselect them with -m "not slurm"
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 # tiny CPU runs: one thread, inference speed timed on the final evaluation (no extra passes)
 RUN = ["trainer=smoke", "trainer.warmup_epochs=0", "trainer.num_threads=1", "trainer.progress=false",
@@ -176,6 +177,7 @@ def test_requeued_and_timed_out_job_resumes_to_the_same_accuracy(cluster, data_r
     failed_log = Path(err.split("log: ")[-1].split()[0])
     assert failed_log.is_file() and "Traceback" in failed_log.read_text() and str(broken) in failed_log.read_text()
     assert "sacct" not in out + err
+    assert f"partition {cluster.partition} has no GPUs: jobs run on CPUs (hydra.launcher.gpus_per_node=0)" in out
 
 
 def _resumed_from(log: Path) -> int:

@@ -208,7 +208,9 @@ class SlurmLauncher(_SubmititSlurm):
         said = io.StringIO()
         try:
             with contextlib.redirect_stderr(said):  # submitit echoes sbatch's error; it is quoted below instead
-                return how(executor)
+                submitted = how(executor)
+            sys.stderr.write(said.getvalue())  # anything else it said (warnings)
+            return submitted
         except FailedJobError as exc:
             message = " ".join(line.strip() for line in str(exc).strip().splitlines()) or said.getvalue().strip()
             advice = sc.refusal_advice(message)
@@ -261,7 +263,9 @@ class SlurmLauncher(_SubmititSlurm):
                 for job_id, p in list(waiting.items()):
                     if p.job.paths.result_pickle.exists():
                         del waiting[job_id]
-                        print(f"[peftbench] {p.label}: job {job_id} ended ({total - len(waiting)}/{total})", flush=True)
+                        outcome = "failed" if _problem(p.job) else "finished"
+                        print(f"[peftbench] {p.label}: job {job_id} {outcome} ({total - len(waiting)}/{total})",
+                              flush=True)
                 now = time.monotonic()
                 if waiting and now >= next_query:
                     next_query = now + min(30.0, 2.0 + (now - start) / 20)
