@@ -74,6 +74,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for a reaper does not)."""
     try:
@@ -174,11 +181,12 @@ class SlurmCluster:
     def _daemon(self, name: str, cmd: list[str], pid_file: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=60)
         deadline = time.monotonic() + 20
-        while not pid_file.is_file() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if proc.returncode != 0 or not pid_file.is_file():
+        while proc.returncode == 0 and _read_pid(pid_file) is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the daemon creates the file, then writes its pid
+        pid = _read_pid(pid_file)
+        if proc.returncode != 0 or pid is None:
             raise RuntimeError(f"{name} did not start ({proc.stderr.strip()}):\n{self.logs()}")
-        self._pids[name] = int(pid_file.read_text().split()[0])
+        self._pids[name] = pid
 
     def run(self, *cmd: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """A SLURM client command against this cluster."""
