@@ -188,6 +188,14 @@ class SlurmCluster:
             raise RuntimeError(f"{name} did not start ({proc.stderr.strip()}):\n{self.logs()}")
         self._pids[name] = pid
 
+    def _started_late(self, name: str) -> int | None:
+        """A daemon whose start was not confirmed (start() failed) but that runs on this cluster's files."""
+        pid = _read_pid(self.root / f"{name}.pid")
+        try:
+            return pid if pid is not None and str(self.root) in Path(f"/proc/{pid}/cmdline").read_text() else None
+        except OSError:
+            return None
+
     def run(self, *cmd: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """A SLURM client command against this cluster."""
         return subprocess.run(list(cmd), capture_output=True, text=True, env=self.env, timeout=timeout)
@@ -210,7 +218,7 @@ class SlurmCluster:
             while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%i").stdout.strip():
                 time.sleep(0.3)
         for name in reversed(DAEMONS):  # slurmd, slurmctld, then munged
-            pid = self._pids.pop(name, None)
+            pid = self._pids.pop(name, None) or self._started_late(name)
             if pid is None:
                 continue
             try:
