@@ -164,6 +164,18 @@ def identity(cfg: Mapping[str, Any], without: Iterable[str] = (), weights_digest
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def resolved_precision(precision: str, device_type: str) -> str:
+    """The precision a run computes in: ``bf16`` / ``fp16`` when asked for, ``auto`` is bf16 on CUDA; else ``fp32``.
+
+    Args:
+        precision: ``trainer.precision`` (``auto`` | ``fp32`` | ``bf16`` | ``fp16``).
+        device_type: the run's device type, ``cpu`` or ``cuda``.
+    """
+    if precision in ("bf16", "fp16"):
+        return precision
+    return "bf16" if precision == "auto" and device_type == "cuda" else "fp32"
+
+
 def config_hash(cfg: Mapping[str, Any], precision: str | None = None) -> str:
     """The run's identity: equal hashes train the same thing (the run folder's suffix, skip-if-finished)."""
     return identity(cfg, precision=precision)
@@ -193,6 +205,22 @@ def run_dir(results_dir: str | Path, cfg: Mapping[str, Any], chash: str) -> Path
     ds, bb, m = cfg["dataset"], cfg["backbone"], cfg["method"]
     leaf = f"{cfg['protocol']}-seed{cfg['seed']}-{chash[:8]}"
     return Path(results_dir) / "runs" / ds["suite"] / ds["name"] / bb["name"] / (m.get("label") or m["name"]) / leaf
+
+
+def launched_result(cfg: Mapping[str, Any]) -> Path:
+    """The ``result.json`` of ``cfg``'s run when a launcher ran it on another machine, whose device the caller
+    does not know: of the folders for both resolved precisions (``trainer.precision: auto`` is bf16 on a GPU
+    node, fp32 on a CPU one), the one written last (the fp32 one when neither exists).
+
+    Args:
+        cfg: the resolved plain config of the run.
+    """
+    results_dir = cfg.get("paths", {}).get("results_dir", "results")
+    asked = (cfg.get("trainer") or {}).get("precision", "auto")
+    precisions = ("fp32", "bf16") if asked == "auto" else (resolved_precision(asked, "cpu"),)
+    paths = [run_dir(results_dir, cfg, config_hash(cfg, p)) / RESULT_FILE for p in precisions]
+    found = [p for p in paths if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else paths[0]
 
 
 # -- the record's blocks ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Launchers selected with hydra/launcher=...: a tiny sweep through submitit's local executor, the SLURM
-launcher's checks, and one wandb group per sweep."""
+launcher's checks and messages (on a real cluster: tests/test_sweep_slurm.py), and one wandb group per sweep."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_SILEN
 FAST = ["trainer.epochs=1", "trainer.warmup_epochs=0", "trainer.progress=false", "trainer.device=cpu"]
 
 
-def _train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _train(tmp_path: Path, *args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "peftbench.cli.train", *args, *FAST,
            f"paths.results_dir={tmp_path / 'results'}", f"data.root={tmp_path / 'data'}"]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
 
 def _results(tmp_path: Path) -> list[dict]:
@@ -46,11 +46,52 @@ def test_slurm_launcher_needs_a_partition_and_a_cluster(tmp_path):
     proc = _train(tmp_path, "-m", "hydra/launcher=slurm", "method=linear")
     assert proc.returncode == 2 and "hydra.launcher.partition=<name>" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "results" / "runs").exists()
-    proc = _train(tmp_path, "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "method=linear")
-    if proc.returncode == 0:
-        pytest.skip("a SLURM cluster is reachable from here")
-    assert proc.returncode == 2 and "sbatch" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results" / "runs").exists()
+    # a machine without SLURM's commands (a PATH without them, also where SLURM is installed)
+    (tmp_path / "bin").mkdir()
+    proc = _train(tmp_path, "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "method=linear",
+                  env={**ENV, "PATH": str(tmp_path / "bin")})
+    assert proc.returncode == 2 and "sbatch" in proc.stderr and "login node" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results" / "runs").exists()
+
+
+@pytest.mark.parametrize(("said", "key", "listing"), [
+    # sbatch's messages (SLURM's slurm_errno.c texts) -> the setting to change and how to list valid values
+    ("sbatch: error: invalid partition specified: gpu", "hydra.launcher.partition", "sinfo -s"),
+    ("sbatch: error: Invalid generic resource (gres) specification", "hydra.launcher.gpus_per_node=0", "sinfo -o"),
+    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+     "hydra.launcher.account", "sacctmgr show associations"),
+    ("sbatch: error: Batch job submission failed: Invalid qos specification", "hydra.launcher.qos",
+     "sacctmgr show qos"),
+    ("sbatch: error: Memory specification can not be satisfied", "hydra.launcher.mem_gb", "sinfo -o"),
+    ("sbatch: error: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)",
+     "hydra.launcher.timeout_min", "sinfo -o"),
+    ("sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's "
+     "size and/or time limits)", "hydra.launcher.qos", "sacctmgr show qos"),
+    ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+     "hydra/launcher=local", "login node"),
+    ("sbatch: error: something new", "hydra.launcher.partition", "scontrol show partition"),
+])
+def test_each_sbatch_refusal_names_the_setting_and_the_listing_command(said, key, listing):
+    from peftbench.sweeps.slurm_commands import refusal_advice
+
+    text = refusal_advice(said).text()
+    assert key in text and listing in text, text
+
+
+def test_pipelines_find_a_launched_run_whatever_precision_its_node_resolved(tmp_path):
+    from peftbench.config import compose
+    from peftbench.records import config_hash, launched_result, run_dir
+
+    cfg = compose([f"paths.results_dir={tmp_path}"])  # precision: auto
+    cpu, gpu = (run_dir(tmp_path, cfg, config_hash(cfg, p)) / "result.json" for p in ("fp32", "bf16"))
+    assert launched_result(cfg) == cpu  # nothing yet: where a CPU run would write
+    gpu.parent.mkdir(parents=True)
+    gpu.write_text("{}")
+    assert launched_result(cfg) == gpu  # the job ran on a GPU node: bf16
+    cpu.parent.mkdir(parents=True)
+    cpu.write_text("{}")
+    os.utime(gpu, (1, 1))
+    assert launched_result(cfg) == cpu  # the newest one
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ from peftbench.records import (
     RunRecord,
     SearchBlock,
     config_hash,
+    launched_result,
     read_record,
     write_record,
 )
@@ -129,21 +130,30 @@ def _arch_override(arch: dict[str, list[Any]]) -> str:
     return f"method.arch={{{body}}}"
 
 
+def _hydra_args(overrides: Sequence[str]) -> list[str]:
+    """The ``hydra...`` overrides (``hydra/launcher=slurm hydra.launcher.partition=gpu``): every stage gets them."""
+    return [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
 def _train_stage(args: Sequence[str], stage: str) -> dict[str, Any]:
-    """Run one ``peftbench-train`` job; return its record and the cost of this invocation."""
+    """Run one ``peftbench-train`` job (through the launcher ``hydra/launcher=`` names, if any); return its record
+    and the cost of this invocation."""
     cfg = compose(args)
     from peftbench.assemble import parse_spec
 
-    path = parse_spec(cfg, command_line=list(args)).run_dir / RESULT_FILE  # where that run writes its record
+    spec = parse_spec(cfg, command_line=list(args))
+    launched = any(o.lstrip("+~").startswith("hydra/launcher=") for o in args)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "peftbench.cli.train", *args]
+    cmd = [sys.executable, "-m", "peftbench.cli.train", *(["-m"] if launched else []), *args]
     print(f"[peftbench-search] {stage}: {' '.join(cmd[1:])}", flush=True)
     proc = subprocess.run(cmd)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise PeftbenchError(f"the {stage} stage stopped with exit code {proc.returncode} (its error is printed "
                              "above); fix it and relaunch the same command: finished stages are skipped")
+    # where that run wrote its record (a launcher's node resolves trainer.precision=auto by its own device)
+    path = launched_result(spec.config) if launched else spec.run_dir / RESULT_FILE
     record = read_record(path)
     if record.status != "success":
         raise PeftbenchError(f"the {stage} run ended with status {record.status!r}: {record.message} ({path})")
@@ -176,7 +186,10 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
     from peftbench.methods.registry import available_methods, get_method_class
     from peftbench.methods.unified.search.space import SearchedMethod
 
+    hydra_args = _hydra_args(overrides)
     for o in overrides:
+        if o in hydra_args:
+            continue
         key = o.lstrip("+~").partition("=")[0]
         if key in FORBIDDEN:
             raise ConfigError(f"{o}: peftbench-search sets {key} for each stage itself; drop it")
@@ -206,8 +219,15 @@ def search(overrides: Sequence[str], preset: str | None = None, search_overrides
                                sup_res.provenance.device) | {"run_dir": str(sup_dir)}
     write_json_atomic(stages_path, stages)
 
-    found = run_search(compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages,
-                       supernet_args)
+    search_args = (compose(supernet_args), cfg.evolution, sup_dir / "task.safetensors", out, stages, supernet_args)
+    if "hydra/launcher=slurm" not in [o.lstrip("+~") for o in hydra_args]:
+        found = run_search(*search_args)
+    else:  # the evolution evaluates on the cluster too: one job with the training stages' launcher settings
+        from peftbench.sweeps.slurm import call_as_job, launcher_settings
+
+        found, done = call_as_job(launcher_settings(hydra_args), out / "slurm", f"{name}-evolution", _search_job,
+                                  *search_args)
+        stages.update(done)
     write_json_atomic(stages_path, stages)
     best = found["best"]
     arch_path = out / "arch.yaml"
@@ -299,6 +319,12 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
     stages["search"] = _cost(wall, cpu, device_name(device)) | {
         "val_split": splits.eval_split, "evaluations": state["evaluations"]}
     return state
+
+
+def _search_job(*args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`run_search` as a cluster job: returns its state and the stages' costs it added to."""
+    state = run_search(*args)
+    return state, args[-1]
 
 
 def _write_arch(path: Path, name: str, best: dict[str, Any], sup_dir: Path, base: dict[str, Any]) -> None:

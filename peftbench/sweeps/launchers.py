@@ -1,13 +1,13 @@
 """Hydra launchers for sweeps (``hydra/launcher=local`` / ``slurm``), light to import.
 
 Hydra imports every plugin module when a command starts, so these classes depend on Hydra alone; the
-submitit-based work is in :mod:`peftbench.sweeps.submitit_launchers`, imported when a sweep is launched with
-one of them. Without the ``sweeps`` extra a plain command therefore runs quietly, and a sweep that asks for
+submitit-based work is in :mod:`peftbench.sweeps.submitit_launchers` and :mod:`peftbench.sweeps.slurm`, imported
+when a sweep is launched with one of them. Without the ``sweeps`` extra a plain command therefore runs quietly, and a sweep that asks for
 one of these launchers stops with the install command.
 
 * ``local``: several runs side by side on one machine, one GPU each (:class:`~peftbench.sweeps.
   submitit_launchers.LocalParallelLauncher`);
-* ``slurm``: submitit's SLURM launcher, refusing to start without a partition.
+* ``slurm``: submitit's SLURM launcher (:mod:`peftbench.sweeps.slurm`), refusing to start without a partition.
 """
 
 from __future__ import annotations
@@ -27,20 +27,23 @@ class _Deferred(Launcher):
     """Keep the launcher's settings; build the submitit implementation when Hydra sets the launcher up."""
 
     _impl_name = ""
+    _impl_module = "peftbench.sweeps.submitit_launchers"
 
     def __init__(self, **params: Any) -> None:
         self.params = params
         self.impl: Any = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        import importlib
+
         try:
-            from peftbench.sweeps import submitit_launchers
+            module = importlib.import_module(self._impl_module)
         except ImportError as exc:
             raise user_error_exit(ConfigError(
                 f"hydra/launcher={self._launcher_name()} needs the sweeps extra, which is not installed ({exc}); "
                 f"install it with {EXTRA_HINT}, or drop hydra/launcher to run the sweep one job after another"
             )) from None
-        self.impl = getattr(submitit_launchers, self._impl_name)(**self.params)
+        self.impl = getattr(module, self._impl_name)(**self.params)
         self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -57,9 +60,10 @@ class LocalParallelLauncher(_Deferred):
 
 
 class SlurmLauncher(_Deferred):
-    """Hydra's submitit SLURM launcher; ``hydra.launcher.partition`` is required."""
+    """Hydra's submitit SLURM launcher (:mod:`peftbench.sweeps.slurm`); ``hydra.launcher.partition`` is required."""
 
     _impl_name = "SlurmLauncher"
+    _impl_module = "peftbench.sweeps.slurm"
 
     def __init__(self, **params: Any) -> None:
         if not params.get("partition"):

@@ -1,12 +1,10 @@
-"""The submitit-based implementations behind :mod:`peftbench.sweeps.launchers` (imported only when a sweep uses
-``hydra/launcher=local`` or ``slurm``, so Hydra commands work without the ``sweeps`` extra).
+"""The submitit-based local launcher behind :mod:`peftbench.sweeps.launchers` (imported only when a sweep uses
+``hydra/launcher=local``, so Hydra commands work without the ``sweeps`` extra; SLURM: :mod:`peftbench.sweeps.slurm`).
 
 * :class:`LocalParallelLauncher`: several runs side by side on one machine, each in its own process
   started by submitit's local executor. With GPUs, ``runs_per_gpu`` runs per GPU at a time (default 1):
   each job sees exactly one device (``CUDA_VISIBLE_DEVICES``), so ``trainer.device=auto`` lands on it. On
   CPU, ``parallel`` runs at once.
-* :class:`SlurmLauncher`: the submitit SLURM launcher, refusing to start without a partition
-  (clusters differ, so there is no sensible default).
 """
 
 from __future__ import annotations
@@ -20,9 +18,8 @@ from typing import Any, TypeVar
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurm
 
-from peftbench.errors import ConfigError, user_error_exit
+from peftbench.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -130,18 +127,3 @@ class LocalParallelLauncher(BaseSubmititLauncher):
 
         jobs = run_in_slots(job_overrides, self.parallel, self.slot_gpus, submit, self.poll_s)
         return [job.result() for job in jobs]
-
-
-class SlurmLauncher(_SubmititSlurm):
-    """Hydra's submitit SLURM launcher, refusing to submit where ``sbatch`` is missing (the partition is checked
-    by :class:`peftbench.sweeps.launchers.SlurmLauncher`)."""
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        import shutil
-
-        if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            raise user_error_exit(ConfigError(
-                "hydra/launcher=slurm submits with sbatch, which is not on this machine's PATH: run the command "
-                "on the cluster's login node, or use hydra/launcher=local to run here"
-            ))
-        return super().launch(job_overrides, initial_job_idx)
