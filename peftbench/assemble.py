@@ -36,8 +36,7 @@ from peftbench.methods.base import PeftMethod, TrainingData
 from peftbench.methods.layers.selection import load_selection, selection_state
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
-from peftbench.paths import config_groups, suite_tasks
-from peftbench.per_task import PerTaskResolution, command_line_keys, resolve_per_task
+from peftbench.per_task import PerTaskResolution, resolve_run_config
 from peftbench.records import ParamCounts, SelectionBlock, config_hash, run_dir
 from peftbench.tuning.study import TrialConfig
 
@@ -49,7 +48,6 @@ BLOCKS = ("backbone", "method", "dataset", "data", "trainer", "optim", "logger",
 # Linears a method adds keep their paper's init, or take NOAH's trunc-normal(0.02) re-initialisation
 METHOD_INITS = ("paper", "noah")
 # keys of the composed config that steer the command, not the run (never recorded)
-COMMAND_KEYS = ("hydra", "dry_run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,28 +110,6 @@ def _hydra_command_line() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _fit_to_run_length(plain: dict[str, Any]) -> list[str]:
-    """Shorten what a shortened run cannot hold, and say so (quick checks of a recipe just run).
-
-    A warmup longer than the cosine part is capped at it; evaluation epochs past the run's last epoch are dropped.
-    """
-    trainer = plain.get("trainer") or {}
-    epochs, adjustments = trainer.get("epochs"), []
-    if not isinstance(epochs, int) or epochs < 1:
-        return adjustments  # the typed config reports it
-    warmup = trainer.get("warmup_epochs")
-    if isinstance(warmup, int) and warmup > epochs:
-        trainer["warmup_epochs"] = epochs
-        adjustments.append(f"trainer.warmup_epochs {warmup} -> {epochs}: capped at trainer.epochs")
-    total = epochs + (trainer.get("cooldown_epochs") or 0)
-    evals = trainer.get("eval_epochs")
-    if isinstance(evals, list) and any(isinstance(e, int) and e >= total for e in evals):
-        kept = [e for e in evals if not (isinstance(e, int) and e >= total)]
-        trainer["eval_epochs"] = kept
-        adjustments.append(f"trainer.eval_epochs {evals} -> {kept}: epochs past the run's last ({total - 1}) dropped")
-    return adjustments
-
-
 def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
     """The typed spec of a composed ``configs/train.yaml`` (a DictConfig or its plain copy).
 
@@ -145,14 +121,13 @@ def parse_spec(cfg: Any, command_line: list[str] | None = None) -> RunSpec:
         command_line: the overrides it was composed with (their keys win over per-task values); None reads
             them from the running Hydra job.
     """
-    plain = to_plain(cfg)
-    steering = {k: plain.pop(k, None) for k in COMMAND_KEYS}
+    raw = to_plain(cfg)
     for key in BLOCKS:
-        if key not in plain:
+        if key not in raw:
             raise ConfigError(f"the config has no '{key}' block; compose it from configs/train.yaml")
     overrides = _hydra_command_line() if command_line is None else command_line
-    plain, per_task = resolve_per_task(plain, suite_tasks(), command_line_keys(overrides, config_groups()))
-    adjustments = _fit_to_run_length(plain)
+    resolved = resolve_run_config(raw, overrides)
+    plain, per_task, adjustments, steering = resolved.config, resolved.per_task, resolved.adjustments, resolved.steering
     method_init = plain.get("method_init", "paper")
     if method_init not in METHOD_INITS:
         raise ConfigError(f"method_init={method_init!r}; valid choices: {', '.join(METHOD_INITS)}")

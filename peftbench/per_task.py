@@ -30,6 +30,8 @@ from typing import Any
 from peftbench.errors import ConfigError
 
 PER_TASK = "per_task"
+# keys of the composed config that steer the command, not the run (never recorded)
+COMMAND_KEYS = ("hydra", "dry_run")
 FALLBACK = "fallback"
 FALLBACK_KEYS = ("values", "note")
 
@@ -188,3 +190,52 @@ def resolve_per_task(cfg: Mapping[str, Any], suite_tasks: Mapping[str, Iterable[
     for key, value in applied.items():
         _set(out, key, value)
     return out, PerTaskResolution(source, applied, kept, note)
+
+
+def fit_to_run_length(plain: dict[str, Any]) -> list[str]:
+    """Shorten, in place, what a shortened run cannot hold, and say so (quick checks of a recipe just run).
+
+    A warmup longer than the cosine part is capped at it; evaluation epochs past the run's last epoch are dropped.
+    """
+    trainer = plain.get("trainer") or {}
+    epochs, adjustments = trainer.get("epochs"), []
+    if not isinstance(epochs, int) or epochs < 1:
+        return adjustments  # the typed config reports it
+    warmup = trainer.get("warmup_epochs")
+    if isinstance(warmup, int) and warmup > epochs:
+        trainer["warmup_epochs"] = epochs
+        adjustments.append(f"trainer.warmup_epochs {warmup} -> {epochs}: capped at trainer.epochs")
+    total = epochs + (trainer.get("cooldown_epochs") or 0)
+    evals = trainer.get("eval_epochs")
+    if isinstance(evals, list) and any(isinstance(e, int) and e >= total for e in evals):
+        kept = [e for e in evals if not (isinstance(e, int) and e >= total)]
+        trainer["eval_epochs"] = kept
+        adjustments.append(f"trainer.eval_epochs {evals} -> {kept}: epochs past the run's last ({total - 1}) dropped")
+    return adjustments
+
+
+@dataclasses.dataclass
+class ResolvedConfig:
+    """A composed config as its run records it, and what resolving it did."""
+
+    config: dict[str, Any]  # per-task values written in, no table, no command keys
+    per_task: PerTaskResolution
+    adjustments: list[str]
+    steering: dict[str, Any]  # the command keys (dry_run, ...) taken out
+
+
+def resolve_run_config(plain: Mapping[str, Any], command_line: Iterable[str] = ()) -> ResolvedConfig:
+    """The one resolution of a composed config into the ``config`` a run records (the run spine and the SLURM
+    launcher, which must find a run's folder before the run exists, both call it).
+
+    Args:
+        plain: the composed plain config (not changed).
+        command_line: the overrides it was composed with; their keys win over per-task values.
+    """
+    from peftbench.paths import config_groups, suite_tasks
+
+    config = copy.deepcopy(dict(plain))
+    steering = {k: config.pop(k, None) for k in COMMAND_KEYS}
+    config, per_task = resolve_per_task(config, suite_tasks(), command_line_keys(command_line, config_groups()))
+    adjustments = fit_to_run_length(config)
+    return ResolvedConfig(config, per_task, adjustments, steering)

@@ -235,7 +235,8 @@ def test_killed_sweep_relaunched_submits_only_unfinished_runs(cluster, data_root
 def test_tune_and_search_pipelines_submit_through_the_launcher(cluster, data_root, tmp_path):
     common = [*_slurm_args(cluster), *RUN, f"data.root={data_root}"]
     commands = {  # both at once (their jobs share the node's two CPUs); output to files, not pipes
-        "tune": ["peftbench.cli.tune", "method=linear", "trainer.epochs=1", "trainer.lr=0.01", "trainer.weight_decay=0"],
+        "tune": ["peftbench.cli.tune", "method=linear", "trainer.epochs=1", "trainer.lr=0.01,0.02",
+                 "trainer.weight_decay=0", "budget=1", "tune.seeds=[0]", "tune.pruner=none"],
         "search": ["peftbench.cli.search", "method=noah", "search=quick", "search.supernet.epochs=1",
                    "search.final.epochs=1", "search.evolution.generations=1", "search.evolution.population=2",
                    "search.evolution.select=1", "search.evolution.mutation=1", "search.evolution.crossover=1"],

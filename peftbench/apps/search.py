@@ -321,10 +321,11 @@ def run_search(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: 
     return state
 
 
-def _search_job(*args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _search_job(plain: dict[str, Any], evo: EvolutionConfig, weights: Path, out: Path, stages: dict[str, Any],
+                command_line: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`run_search` as a cluster job: returns its state and the stages' costs it added to."""
-    state = run_search(*args)
-    return state, args[-1]
+    state = run_search(plain, evo, weights, out, stages, command_line)
+    return state, stages
 
 
 def _write_arch(path: Path, name: str, best: dict[str, Any], sup_dir: Path, base: dict[str, Any]) -> None:

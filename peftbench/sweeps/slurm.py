@@ -41,6 +41,7 @@ from omegaconf import OmegaConf, open_dict
 from peftbench.atomic import write_json_atomic
 from peftbench.config import to_plain
 from peftbench.errors import ConfigError, PeftbenchError, user_error_exit
+from peftbench.per_task import resolve_run_config
 from peftbench.records import RESULT_FILE, RecordError, config_hash, read_record, resolved_precision, run_dir
 from peftbench.sweeps import slurm_commands as sc
 
@@ -157,7 +158,8 @@ class SlurmLauncher(_SubmititSlurm):
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
             with open_dict(cfg):
                 del cfg["hydra"]
-            plain = to_plain(cfg)
+            # the config the run records: a recipe's per-task values resolved, the command keys left out
+            plain = resolve_run_config(to_plain(cfg), overrides).config
             precision = resolved_precision(str(plain["trainer"]["precision"]),
                                            self.node_device_type(str(plain["trainer"]["device"])))
             plan.run_dir = run_dir(plain["paths"]["results_dir"], plain, config_hash(plain, precision))
