@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from peftbench.errors import MethodNotSupportedError
+from peftbench.methods.layers.blocks import FAMILY_EXAMPLES, backbone_family
 
 # The survey's taxonomy (Xin et al., 2024), plus the baselines: family -> its subfamilies. A method states
 # both as metadata; the registry checks them against this table and a test checks the folder agrees.
@@ -61,7 +62,10 @@ class PeftMethod(ABC, Generic[C]):
         subfamily: finer group in the survey (``adapter``, ``prompt``, ``specification``, ...).
         config_cls: the typed config dataclass.
         mergeable: whether :meth:`merge` folds the method back into a plain backbone.
-        backbones: backbone families the method is defined for (``vit``, ``swin``); empty = any.
+        backbones: backbone families the method is defined for (``vit``, ``eva``, ``swin``, ``convnext``; see
+            :mod:`peftbench.methods.layers.blocks`); empty = any.
+        refusals: family -> why the method is not defined there (shown when it is refused; families not in
+            ``backbones`` and not listed here get a generic reason).
     """
 
     name: ClassVar[str]
@@ -70,6 +74,7 @@ class PeftMethod(ABC, Generic[C]):
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     mergeable: ClassVar[bool] = False
     backbones: ClassVar[tuple[str, ...]] = ()
+    refusals: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: C | None = None) -> None:
         self.config: C = config if config is not None else cast(C, self.config_cls())
@@ -95,27 +100,20 @@ class PeftMethod(ABC, Generic[C]):
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def check_backbone(self, model: nn.Module) -> str:
-        """Return the backbone family; raise if this method is not defined for it."""
+        """Return the backbone family; raise, with the reason, if this method is not defined for it."""
         fam = backbone_family(model)
         if self.backbones and fam not in self.backbones:
             raise MethodNotSupportedError(
-                f"method {self.name!r} is defined for {'/'.join(self.backbones)} backbones, "
-                f"not for {type(model).__name__} ({fam}). Choose a backbone of that family, "
-                "e.g. backbone=vit_b16_in21k."
+                f"method {self.name!r} is not defined for {type(model).__name__} ({fam}): "
+                f"{self.refusal_reason(fam)}. It is defined for {'/'.join(self.backbones)} backbones, "
+                f"e.g. backbone={FAMILY_EXAMPLES[self.backbones[0]]}"
             )
         return fam
 
-
-def backbone_family(model: nn.Module) -> str:
-    """Classify a timm model as ``vit``, ``swin`` or ``other`` by its class."""
-    from timm.models.swin_transformer import SwinTransformer
-    from timm.models.vision_transformer import VisionTransformer
-
-    if isinstance(model, VisionTransformer):
-        return "vit"
-    if isinstance(model, SwinTransformer):
-        return "swin"
-    return "other"
+    def refusal_reason(self, family: str) -> str:
+        """Why the method is not defined for ``family`` (its :attr:`refusals` entry, or a generic reason)."""
+        generic = f"its placement is only specified for {'/'.join(self.backbones)} blocks"
+        return self.refusals.get(family, generic)
 
 
 def method_owned_parameters(
