@@ -66,6 +66,8 @@ class PeftMethod(ABC, Generic[C]):
             :mod:`peftbench.methods.layers.blocks`); empty = any.
         refusals: family -> why the method is not defined there (shown when it is refused; families not in
             ``backbones`` and not listed here get a generic reason).
+        notes: backbone feature (:data:`~peftbench.methods.layers.blocks.FEATURES`) -> how the method's placement
+            is translated there, where that is a choice; the support matrix prints them per backbone.
     """
 
     name: ClassVar[str]
@@ -75,6 +77,7 @@ class PeftMethod(ABC, Generic[C]):
     mergeable: ClassVar[bool] = False
     backbones: ClassVar[tuple[str, ...]] = ()
     refusals: ClassVar[dict[str, str]] = {}
+    notes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: C | None = None) -> None:
         self.config: C = config if config is not None else cast(C, self.config_cls())

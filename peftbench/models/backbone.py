@@ -198,11 +198,29 @@ def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[st
     return missing, unexpected, shapes
 
 
+# key prefix of a checkpoint -> the timm modules whose models it may fit (a cheap first filter)
+_KEY_MODULES: dict[str, tuple[str, ...]] = {
+    "stages.": ("convnext",),
+    "layers.": ("swin_transformer",),
+    "blocks.": ("vision_transformer", "eva"),
+    "visual.": ("vision_transformer",),  # OpenAI CLIP
+}
+
+
+def _candidate_modules(state: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
+    found: tuple[str, ...] = ()
+    for prefix, modules in _KEY_MODULES.items():
+        if any(k.removeprefix("module.").startswith(prefix) for k in state):
+            found += modules
+    return found
+
+
 def fitting_backbones(state: dict[str, torch.Tensor], exclude: str = "") -> list[str]:
     """Names of the configs in ``configs/backbone/`` whose architecture ``state`` fits exactly.
 
-    Every config is built on the meta device (no memory, no weights), the file goes through that model's timm
-    filter, and keys and shapes are compared, classifier excluded.
+    The configs of the timm modules the file's keys point to (ViT / Eva, Swin, ConvNeXt) are built on the meta
+    device (no memory, no weights), the file goes through that model's timm filter, and keys and shapes are
+    compared, classifier excluded.
 
     Args:
         state: a checkpoint's state dict.
@@ -213,13 +231,16 @@ def fitting_backbones(state: dict[str, torch.Tensor], exclude: str = "") -> list
     """
     from omegaconf import OmegaConf
 
-    fits = []
+    fits: list[str] = []
+    modules = _candidate_modules(state)
     for name in group_options("backbone"):
-        if name == exclude:
+        if name == exclude or not modules:
             continue
         raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml"))
         try:
             cfg = make_backbone_config(raw)  # type: ignore[arg-type]
+            if not timm.models.is_model_in_modules(timm.models.get_arch_name(cfg.timm_name), modules):
+                continue
             with torch.device("meta"):
                 model = _create(cfg, 2, pretrained=False)
         except (ConfigError, RuntimeError, TypeError, ValueError):

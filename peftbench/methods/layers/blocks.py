@@ -286,3 +286,56 @@ def block_width(block: nn.Module) -> int:
     if norm is None:  # ConvNeXt: one norm after the depthwise conv
         norm = block.norm
     return int(norm.normalized_shape[-1])
+
+
+# backbone features a method's placement may have to translate (see backbone_features); the support matrix
+# prints a method's note (PeftMethod.notes) for each feature the backbone has
+FEATURES: dict[str, str] = {
+    "registers": "register tokens after the class token (DINOv2-reg, DINOv3)",
+    "layerscale": "LayerScale on the residual branches (DINOv2, DeiT-III, DINOv3, ConvNeXt)",
+    "norm_pre": "a LayerNorm before the first block (CLIP's ln_pre)",
+    "map_head": "attention-pooling head (SigLIP), no class token",
+    "avg_pool": "the head averages the patch tokens (EVA-02)",
+    "rope": "rotary position embeddings on q and k (EVA-02, DINOv3)",
+    "qkv_separate": "separate q / k / v projections (EVA-02)",
+    "swiglu": "SwiGLU MLP with two input Linears (EVA-02)",
+    "bias_free_linear": "block Linears without bias (EVA-02's k_proj, DINOv3's qkv)",
+    "bias_free_patch_embed": "bias-free patch embedding (CLIP)",
+    "convnext": "convolutional stages (ConvNeXt)",
+}
+
+
+def backbone_features(model: nn.Module) -> tuple[str, ...]:
+    """The :data:`FEATURES` ``model`` has, in the order of that table."""
+    family = backbone_family(model)
+    found: set[str] = set()
+    if family == "convnext":
+        found.add("convnext")
+    if getattr(model, "reg_token", None) is not None:
+        found.add("registers")
+    for m in model.modules():
+        name = type(m).__name__
+        if name == "LayerScale" or getattr(m, "gamma_1", None) is not None or (
+            name == "ConvNeXtBlock" and getattr(m, "gamma", None) is not None
+        ):
+            found.add("layerscale")
+    if family in ("vit", "eva"):
+        if isinstance(getattr(model, "norm_pre", None), nn.LayerNorm):
+            found.add("norm_pre")
+        if getattr(model, "attn_pool", None) is not None:
+            found.add("map_head")
+        elif getattr(model, "global_pool", None) == "avg":
+            found.add("avg_pool")
+        if getattr(model, "rope", None) is not None:
+            found.add("rope")
+        proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+        if isinstance(proj, nn.Conv2d) and proj.bias is None:
+            found.add("bias_free_patch_embed")
+    if family in ("vit", "eva", "swin"):
+        for name, block in transformer_blocks(model):
+            qkv, mlp_in = _site(name, block, "qkv"), _site(name, block, "mlp_in")
+            found |= {"qkv_separate"} if not qkv.fused else set()
+            found |= {"swiglu"} if len(mlp_in.parts) == 2 else set()
+            if any(p.layer.bias is None for s in (qkv, mlp_in) for p in s.parts):
+                found.add("bias_free_linear")
+    return tuple(f for f in FEATURES if f in found)

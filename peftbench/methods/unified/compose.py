@@ -150,6 +150,10 @@ class ComposedMethod(PeftMethod[C]):
         supported = [set(c.backbones) for c in self.components if c.backbones]
         common = set.intersection(*supported) if supported else set()
         self.backbones = tuple(f for f in FAMILY_ORDER if f in common) if supported else ()  # type: ignore[misc]
+        features = {f for c in self.components for f in c.notes}
+        self.notes = {  # type: ignore[misc]
+            f: "; ".join(f"{c.name}: {c.notes[f]}" for c in self.components if f in c.notes) for f in features
+        }
 
     def refusal_reason(self, family: str) -> str:
         """The reason of the first component not defined for ``family``."""

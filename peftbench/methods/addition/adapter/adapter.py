@@ -147,6 +147,11 @@ class Adapter(PeftMethod[AdapterConfig]):
     subfamily = "adapter"
     config_cls = AdapterConfig
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "layerscale": "adapter inside the layer scale: ls(h + A(h)) (PETL_Vision's placement on DINOv2)",
+        "swiglu": "the adapter reads the SwiGLU MLP's D-wide output",
+        "convnext": "one adapter on the output of each block's channels-last MLP (placement: mlp only)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_sequential_adapters(model, self.config, self.name)

@@ -114,6 +114,10 @@ class AdaptFormer(PeftMethod[AdaptFormerConfig]):
     subfamily = "adapter"
     config_cls = AdaptFormerConfig
     backbones = ("vit", "eva", "swin")
+    notes = {
+        "layerscale": "branch inside the layer scale: ls(mlp(norm2(x)) + s B(x)) (PETL_Vision on DINOv2)",
+        "swiglu": "the SwiGLU MLP is the frozen path as it is",
+    }
     refusals = {
         "convnext": "its branch reads the residual stream beside a pre-norm FFN; a ConvNeXt block's MLP reads the "
         "depthwise conv's normalised output, so there is no such stream (use adapter or parallel_adapter)"

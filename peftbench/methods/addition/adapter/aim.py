@@ -121,6 +121,10 @@ class AIM(PeftMethod[AIMConfig]):
     subfamily = "adapter"
     config_cls = AIMConfig
     backbones = ("vit", "eva", "swin")
+    notes = {
+        "layerscale": "both adapters inside the layer scale (PETL_Vision's placement on DINOv2)",
+        "rope": "the rotary embeddings reach the wrapped attention unchanged",
+    }
     refusals = {
         "convnext": "AIM adapts the self-attention and MLP of transformer blocks (its spatial adapter follows "
         "attention), and ConvNeXt blocks have no attention (use parallel_adapter for an MLP-side adapter)"

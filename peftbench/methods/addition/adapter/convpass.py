@@ -237,6 +237,12 @@ class Convpass(PeftMethod[ConvpassConfig]):
     subfamily = "adapter"
     config_cls = ConvpassConfig
     backbones = ("vit", "eva")
+    notes = {
+        "registers": "register tokens take the conv's centre tap, as the class token",
+        "map_head": "no prefix token: every token is a patch on the grid",
+        "layerscale": "bypasses inside the layer scale (PETL_Vision's placement on DINOv2)",
+        "rope": "the rotary embeddings reach the wrapped attention unchanged",
+    }
     refusals = {
         "swin": "its attention sees shifted windows, and the bypass needs the whole patch grid",
         "convnext": "Convpass is a convolutional bypass for the token blocks of a ViT; a ConvNeXt block is "

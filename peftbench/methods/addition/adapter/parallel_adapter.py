@@ -130,6 +130,10 @@ class ParallelAdapterMethod(PeftMethod[ParallelAdapterConfig]):
     subfamily = "adapter"
     config_cls = ParallelAdapterConfig
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "layerscale": "attn / mlp tuners inside the layer scale, the block tuner outside it",
+        "convnext": "sites: [mlp] only (beside the channels-last MLP, reading its input)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_parallel_adapters(model, self.config, self.name)

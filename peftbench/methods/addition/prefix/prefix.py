@@ -219,6 +219,10 @@ class PrefixTuning(PeftMethod[PrefixConfig]):
     config_cls = PrefixConfig
     backbones = ("vit", "eva", "swin")
     refusals = {"convnext": "a ConvNeXt block has no attention whose keys and values could take prefixes"}
+    notes = {
+        "rope": "token queries/keys rotated as in Eva's attention; prefix keys get no rotary position",
+        "qkv_separate": "keys and values from k_proj / v_proj",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)

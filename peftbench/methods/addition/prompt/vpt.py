@@ -242,6 +242,13 @@ class VPTShallow(PeftMethod[VPTConfig]):
         "vit_prompt/swin_transformer.py) that is not implemented here",
         "convnext": "a ConvNeXt has no token sequence to insert prompts into",
     }
+    notes = {
+        "registers": "prompts after the class and register tokens",
+        "norm_pre": "prompts bypass norm_pre (learned in the first block's input space, as PETL_Vision)",
+        "map_head": "prompt outputs dropped before the attention pool; prompts after 0 prefix tokens",
+        "avg_pool": "prompt outputs dropped before the average over patch tokens",
+        "rope": "prompts get no rotary position (identity rotation), as class and register tokens",
+    }
     deep: ClassVar[bool] = False  # fresh prompts before every block
 
     def apply(self, model: nn.Module) -> nn.Module:

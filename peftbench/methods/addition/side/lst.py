@@ -212,6 +212,12 @@ class LadderSideTuning(PeftMethod[LSTConfig]):
         "convnext": "LST's side network is a transformer fed token by token from every block; a ConvNeXt has "
         "no token sequence",
     }
+    notes = {
+        "rope": "rotary embeddings pass to the frozen blocks; the side blocks are plain ViT blocks without them",
+        "swiglu": "side blocks use a GELU MLP at the backbone's hidden ratio (8/3)",
+        "map_head": "the frozen attention pool reads the side network's up-projected output",
+        "avg_pool": "the frozen average pool + fc_norm read the side network's up-projected output",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)

@@ -134,6 +134,11 @@ class HFPeftMethod(PeftMethod[C]):
     subfamily = "hf_peft"
     mergeable = True
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "qkv_separate": "one PEFT tuner per projection (PEFT shares nothing across modules)",
+        "swiglu": "one PEFT tuner per SwiGLU input Linear",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }
     peft_config_name: ClassVar[str]
     feedforward_paths: ClassVar[tuple[str, ...]] = ()
 

@@ -232,6 +232,7 @@ class _FacT(PeftMethod[C]):
         "convnext": "its factors are shared by every D x D weight of a transformer, and ConvNeXt's stages have "
         "different widths and no attention",
     }
+    notes = {"rope": "rotary embeddings act after the projections and do not touch the tensorised weights"}
     tucker = False
 
     def apply(self, model: nn.Module) -> nn.Module:

@@ -200,6 +200,10 @@ class KAdaptation(PeftMethod[KAdaptationConfig]):
     mergeable = True
     backbones = ("vit", "eva", "swin")
     refusals = {"convnext": "it adapts the query and value projections of attention, which ConvNeXt lacks"}
+    notes = {
+        "qkv_separate": "q_proj and v_proj; one kron_bias per block shared by both",
+        "bias_free_linear": "merge refused where q/v have no bias (kron_bias needs one; bias=false merges)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: KAdaptationConfig = self.config

@@ -210,6 +210,11 @@ class LoRA(PeftMethod[LoRAConfig]):
     config_cls = LoRAConfig
     mergeable = True
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "qkv_separate": "qkv: one pair, A shared by q/k/v_proj and B split over them (the fused count)",
+        "swiglu": "mlp_in (all_linear, mlp): one pair shared by fc1_g and fc1_x",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_lora(model, self.config)
@@ -223,3 +228,7 @@ class LoRAQV(LoRA):
 
     name = "lora_qv"
     config_cls = LoRAQVConfig
+    notes = {
+        "qkv_separate": "q_v: one pair on q_proj and one on v_proj (the fused slots' count)",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }

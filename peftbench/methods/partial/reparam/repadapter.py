@@ -182,6 +182,11 @@ class RepAdapter(PeftMethod[RepAdapterConfig]):
     backbones = ("vit", "eva", "swin")
     refusals = {"convnext": "its adapters sit before the attention and MLP of transformer blocks; a ConvNeXt block "
                 "has no attention and its MLP follows a depthwise conv (not defined by the paper)"}
+    notes = {
+        "qkv_separate": "one adapter before q/k/v_proj, folded into each",
+        "swiglu": "one adapter before fc1_g and fc1_x, folded into both",
+        "bias_free_linear": "merge refused: the adapter's offset needs a bias in every following Linear",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_repadapter(model, self.config)

@@ -227,6 +227,14 @@ class SSF(PeftMethod[SSFConfig]):
     config_cls = SSFConfig
     mergeable = True
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "norm_pre": "norm_pre is scaled and shifted, as every LayerNorm",
+        "map_head": "the attention-pool norm is wrapped; its Linears (outside the blocks) stay plain",
+        "swiglu": "both SwiGLU input Linears and its inner LayerNorm are wrapped",
+        "bias_free_linear": "merge refused: a bias-free Linear cannot absorb the shift",
+        "bias_free_patch_embed": "the patch-embedding shift merges into the patch tokens' position embedding",
+        "convnext": "after every conv, LayerNorm and MLP Linear (SSF's models/convnext.py)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_ssf(model, self.config)

@@ -79,6 +79,7 @@ class AttnTune(PeftMethod[AttnTuneConfig]):
     config_cls = AttnTuneConfig
     backbones = ("vit", "eva", "swin")
     refusals = {"convnext": "a ConvNeXt block has no self-attention to tune"}
+    notes = {"rope": "no absolute position embedding to train where positions are rotary only (DINOv3)"}
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         params = [p for attn in attention_modules(model) for p in attn.parameters()]

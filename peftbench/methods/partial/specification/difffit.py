@@ -145,6 +145,7 @@ class DiffFit(PeftMethod[DiffFitConfig]):
         "convnext": "its scale factors sit on the attention and MLP residual branches of transformer blocks; a "
         "ConvNeXt block has one convolutional branch, already scaled by its layer scale"
     }
+    notes = {"layerscale": "gamma multiplies the layer-scaled branch (PETL_Vision's DiffFit on DINOv2)"}
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_difffit(model, self.config)

@@ -94,6 +94,11 @@ class PartialK(PeftMethod[PartialKConfig]):
     subfamily = "specification"
     config_cls = PartialKConfig
     backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "map_head": "the attention-pool head trains with the last k blocks",
+        "avg_pool": "fc_norm trains with the last k blocks",
+        "convnext": "blocks counted across stages; downsampling layers in the tail and the head norm train",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         tail_modules(model, self.config.k)  # validate k against the depth

@@ -175,6 +175,10 @@ class GLoRA(SearchedMethod[GLoRAConfig]):
         "convnext": "its search space is over the Linears of transformer blocks (qkv, proj, fc1, fc2); GLoRA does "
         "not define it for convolutional stages"
     }
+    notes = {
+        "qkv_separate": "every block Linear is a position (7 per EVA-02 block)",
+        "bias_free_linear": "no D on bias-free Linears; merge refused there (C, E add a bias)",
+    }
     slots = tuple(CHOICES)
 
     def positions(self, model: nn.Module) -> int:

@@ -196,6 +196,11 @@ class NOAH(SearchedMethod[NOAHConfig]):
         "convnext": "NOAH searches VPT prompts, LoRA on qkv and adapters of transformer blocks; a ConvNeXt has "
         "none of them",
     }
+    notes = {
+        "map_head": "prompt outputs dropped before the attention pool",
+        "rope": "appended prompts get no rotary position",
+        "layerscale": "adapter inside the layer scale",
+    }
     slots = SLOTS
 
     def positions(self, model: nn.Module) -> int:
