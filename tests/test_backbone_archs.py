@@ -161,3 +161,35 @@ def test_lora_on_separate_qkv_is_one_pair_with_a_shared_down_projection():
         fused = torch.cat([w.delta_weight() for w in (q, k, v)])  # the fused map's B A
         b = torch.cat([w.lora_B[0] for w in (q, k, v)])
         torch.testing.assert_close(fused, b @ q.lora_A[0])
+
+
+@pytest.mark.parametrize(("method", "cached_through", "trained_from"),
+                         [("linear", "pre_logits", "head"), ("partial_k", "blocks[0]", "blocks[1]")])
+def test_prefix_cache_treats_the_attention_pool_as_part_of_the_network(method, cached_through, trained_from):
+    """SigLIP: a linear probe caches the pooled features (the frozen attention pool included); Partial-k trains the
+    pool with its last block, so the cache stops before that block, and the cached path computes the same."""
+    from peftbench.engine.prefix_cache import frozen_prefix
+
+    model = ARCHS["siglip"].build()
+    attach_method(model, build_method(method))
+    prefix, suffix = frozen_prefix(model.eval())
+    assert (prefix[-1].name, suffix[0].name) == (cached_through, trained_from)
+    assert any(m is model.attn_pool for unit in (prefix if method == "linear" else suffix) for m in unit.modules)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = x
+        for unit in prefix + suffix:
+            h = unit.fn(h)
+        torch.testing.assert_close(h, model(x), rtol=0, atol=1e-6)
+
+
+def test_merge_that_a_backbone_cannot_absorb_is_refused_before_training():
+    from peftbench.assemble import assemble, parse_spec
+    from peftbench.config import compose
+    from peftbench.errors import ConfigError
+
+    spec = parse_spec(compose(["backbone=eva02_test", "method=ssf", "trainer.merge=true", "trainer.device=cpu"]))
+    with pytest.raises(ConfigError, match=r"trainer.merge=true: .*k_proj .*no bias to absorb the shift"):
+        assemble(spec, weights=False, data=False)
+    ok = parse_spec(compose(["backbone=clip_test", "method=ssf", "trainer.merge=true", "trainer.device=cpu"]))
+    assemble(ok, weights=False, data=False)  # CLIP's bias-free patch embedding merges into the position embedding

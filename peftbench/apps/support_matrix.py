@@ -102,7 +102,7 @@ def cell(backbone: str, method: str, meta: bool = True) -> dict[str, Any]:
     return row
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backbone_facts(backbone: str) -> tuple[str, tuple[str, ...], int]:
     """(family, features, parameters without head) of a backbone config, built on the meta device."""
     from peftbench.assemble import build_plain_backbone, parse_spec
