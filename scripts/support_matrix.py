@@ -1,6 +1,6 @@
 """Regenerate the method x backbone support matrix (results/support_matrix.csv and the README table), or check it.
 
-    python scripts/support_matrix.py           # write both from the code (about ten minutes on 2 CPU cores)
+    python scripts/support_matrix.py           # write both from the code (a few minutes on a CPU)
     python scripts/support_matrix.py --check   # exit 1, naming the cells, when the committed files disagree
 """
 

@@ -1,8 +1,8 @@
 """The support matrix: every method config x every pretrained backbone config, from the code.
 
-A cell is what ``peftbench-params backbone=<b> method=<m>`` computes (the same composed config, the same
-:func:`peftbench.assemble.build_model`, weights off), built on the meta device so that a ViT-L costs no memory
-or time: the trainable parameters without the head, or the reason the method refuses the backbone (its
+A cell is what ``peftbench-params backbone=<b> method=<m>`` computes (the same composed config, the same backbone
+builder, method and :func:`~peftbench.methods.attach.attach_method`, weights off), on the meta device so that a
+ViT-L costs no memory or time (the plain backbone is built once per config and copied for each method): the trainable parameters without the head, or the reason the method refuses the backbone (its
 :class:`~peftbench.errors.PeftbenchError` message). ``notes`` are the method's own notes (``PeftMethod.notes``) for
 the features the backbone has (:data:`~peftbench.methods.layers.blocks.FEATURES`): how its placement was
 translated there. The rows go to ``results/support_matrix.csv``; the README's table (ViT-B-scale backbones) is
@@ -11,6 +11,7 @@ rendered from them between two markers. ``scripts/support_matrix.py`` regenerate
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import io
@@ -52,13 +53,30 @@ def matrix_methods() -> list[str]:
 
 
 def _count(spec: Any, meta: bool) -> tuple[Any, Any]:
+    """The method and the counts of ``spec``'s backbone x method, as :func:`peftbench.assemble.build_model` counts
+    them; on the meta device the plain backbone is built once per config and copied."""
     from peftbench.assemble import build_model, make_method
+    from peftbench.methods.attach import attach_method
 
     method = make_method(spec.method, spec.dataset.name, spec.dataset.suite)
-    if meta:
+    if not meta:
+        return method, build_model(spec.backbone, method, spec.dataset.num_classes, weights=False).counts
+    model = copy.deepcopy(_meta_backbone(spec.backbone, spec.dataset.num_classes))
+    with torch.device("meta"):
+        return method, attach_method(model, method)
+
+
+_PLAIN: dict[str, torch.nn.Module] = {}  # repr(backbone config, head size) -> the plain model on the meta device
+
+
+def _meta_backbone(backbone: Any, num_classes: int) -> torch.nn.Module:
+    from peftbench.assemble import build_plain_backbone
+
+    key = repr((backbone, num_classes))
+    if key not in _PLAIN:
         with torch.device("meta"):
-            return method, build_model(spec.backbone, method, spec.dataset.num_classes, weights=False)
-    return method, build_model(spec.backbone, method, spec.dataset.num_classes, weights=False)
+            _PLAIN[key] = build_plain_backbone(backbone, num_classes, weights=False)
+    return _PLAIN[key]
 
 
 def cell(backbone: str, method: str, meta: bool = True) -> dict[str, Any]:
@@ -86,15 +104,14 @@ def cell(backbone: str, method: str, meta: bool = True) -> dict[str, Any]:
     row.update(backbone_family=family, features=" ".join(features), backbone_params=params)
     try:
         try:
-            built_method, built = _count(spec, meta)
+            built_method, counts = _count(spec, meta)
         except (NotImplementedError, RuntimeError) as exc:  # e.g. an init that reads a meta tensor's value
             if not meta or "meta" not in str(exc):
                 raise
-            built_method, built = _count(spec, False)
+            built_method, counts = _count(spec, False)
     except PeftbenchError as exc:
         row.update(status="refused", reason=str(exc))
         return row
-    counts = built.counts
     row.update(status="ok", trainable_params=counts.trainable_params_without_head,
                trainable_percent=f"{counts.trainable_percent:.4f}",
                notes="; ".join(f"{f}: {built_method.notes[f]}" for f in FEATURES if f in features
