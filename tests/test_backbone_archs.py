@@ -193,3 +193,11 @@ def test_merge_that_a_backbone_cannot_absorb_is_refused_before_training():
         assemble(spec, weights=False, data=False)
     ok = parse_spec(compose(["backbone=clip_test", "method=ssf", "trainer.merge=true", "trainer.device=cpu"]))
     assemble(ok, weights=False, data=False)  # CLIP's bias-free patch embedding merges into the position embedding
+
+
+def test_a_torchscript_archive_says_how_to_get_its_state_dict(tmp_path):
+    """OpenAI's CLIP .pt files are TorchScript archives: not executed, the message says how to export them."""
+    path = tmp_path / "ViT-B-16.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(CheckpointError, match=r"TorchScript archive.*torch\.jit\.load\('ViT-B-16\.pt'"):
+        build_backbone(_cfg("clip_test", weights=str(path)), 5)

@@ -134,6 +134,22 @@ def load_local(cfg: BackboneConfig, num_classes: int, path: Path) -> nn.Module:
     return model
 
 
+def _torchscript_hint(path: Path) -> str:
+    """How to turn a TorchScript archive (OpenAI's CLIP ``ViT-B-16.pt``) into a state dict, when ``path`` is one."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return ""
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.endswith("constants.pkl") for name in archive.namelist()):
+            return ""
+    return (
+        ". It is a TorchScript archive (as OpenAI's CLIP releases are), which is not read here: save its state "
+        "dict first, python -c \"import torch; torch.save(torch.jit.load('" + path.name + "', map_location='cpu')"
+        ".state_dict(), 'state_dict.pth')\", and pass that file"
+    )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix.lower() == ".safetensors":
@@ -142,7 +158,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files raise many different types
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}{_torchscript_hint(path)}") from None
     for key in ("model", "state_dict", "module", "model_ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -158,7 +158,13 @@ class HFPeftMethod(PeftMethod[C]):
         config = self.build_peft_config(model)
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
-        PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](model, config, adapter_name=ADAPTER)
+        try:
+            PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](model, config, adapter_name=ADAPTER)
+        except ValueError as exc:  # PEFT checks its options against each layer's shape (e.g. FourierFT)
+            raise ConfigError(
+                f"method {self.name!r}: PEFT refuses these options on this backbone's layers: {exc}. Change the "
+                f"method's options (method.<key>=...) or its targets (method.targets=...)"
+            ) from None
         return model
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
