@@ -29,7 +29,7 @@ from peftbench.data import DataConfig, DatasetConfig, Splits, build_splits
 from peftbench.engine.checkpoint import ResumeConfig
 from peftbench.engine.loop import TrainerConfig, autocast_dtype, resolve_device
 from peftbench.engine.optim import OptimConfig
-from peftbench.errors import ConfigError
+from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.loggers import LoggerConfig
 from peftbench.methods.attach import attach_method, noah_reinit
 from peftbench.methods.base import PeftMethod, TrainingData
@@ -255,6 +255,17 @@ def build_model(backbone: BackboneConfig, method: PeftMethod, num_classes: int, 
     return BuiltModel(model, counts, data_config)
 
 
+def check_merge(method: PeftMethod, model: nn.Module) -> None:
+    """Refuse ``trainer.merge=true`` before training when this backbone cannot absorb the method (a merge of a
+    copy of the freshly prepared model is tried: a bias-free layer that would need a bias refuses)."""
+    import copy
+
+    try:
+        method.merge(copy.deepcopy(model))
+    except MethodNotSupportedError as exc:
+        raise ConfigError(f"trainer.merge=true: {exc}") from None
+
+
 def build_data(spec: RunSpec, data_config: Mapping[str, Any], protocol: str | None = None) -> Splits:
     """The run's train and evaluation splits (``protocol`` overrides the spec's)."""
     return build_splits(spec.dataset, spec.data, protocol or spec.protocol, tuple(data_config["mean"]),
@@ -299,6 +310,8 @@ def assemble(spec: RunSpec, weights: bool = True, data: bool = True, protocol: s
     if method is None:
         method = make_method(spec.method, spec.dataset.name, spec.dataset.suite, spec.trainer.merge)
     built = build_model(spec.backbone, method, spec.dataset.num_classes, weights, spec.method_init)
+    if spec.trainer.merge:
+        check_merge(method, built.model)
     splits = build_data(spec, built.data_config, protocol) if data else None
     a = Assembled(spec, runtime, method, built.model, built.counts, built.data_config, splits)
     if splits is not None and method.looks_at_data:

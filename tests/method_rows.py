@@ -13,6 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peftbench.methods.layers.blocks import FAMILIES
+from tests.tiny_models import ARCHS
+
+ALL_FAMILIES = FAMILIES
+TRANSFORMERS = ("vit", "eva", "swin")  # families with attention blocks
+TOKEN_VITS = ("vit", "eva")  # one token sequence through every block (prompts, side networks)
+# bias-free Linears in the blocks (EVA-02's k_proj, DINOv3's qkv): a bias update cannot merge there
+BIAS_FREE = {"eva02": "bias", "dinov3": "bias"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Row:
@@ -28,7 +37,13 @@ class Row:
         vit_b16_formula: the analytic formula for ``vit_b16_params`` (a function of nothing, so the
             test recomputes it), pinned against the registry's count.
         source: which paper table the count matches.
-        backbones: backbone families the method is defined for; others must raise.
+        backbones: backbone families the method is defined for (the method's own ``backbones``); others must
+            raise. The tiny architectures of each family are ``tests.tiny_models.ARCHS``.
+        refused: tiny architecture -> a fragment of the refusal expected there although the family is
+            supported (a feature the method is not defined for, e.g. FacT on EVA-02's SwiGLU MLP).
+        arch_options: tiny architecture -> option overrides there (e.g. LoRA's ``targets: mlp`` on ConvNeXt).
+        no_merge: tiny architecture -> a fragment of the merge refusal expected there (a bias-free layer that
+            cannot absorb the update); the model must be left unchanged.
         mergeable: the method folds back into a plain backbone.
         requires: optional packages the method needs (its tests skip cleanly without them).
         vit_b16_options: config overrides for the ViT-B/16 count (e.g. the task a published architecture
@@ -43,11 +58,22 @@ class Row:
     vit_b16_params: int | None = None
     vit_b16_formula: Callable[[], int] | None = None
     source: str = ""
-    backbones: tuple[str, ...] = ("vit", "swin")
+    backbones: tuple[str, ...] = ALL_FAMILIES
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+    arch_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    no_merge: dict[str, str] = dataclasses.field(default_factory=dict)
     mergeable: bool = False
     requires: tuple[str, ...] = ()
     vit_b16_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     vit_b16_head: int = 769 * 100
+
+    def supports(self, arch: str) -> bool:
+        """Whether the method must accept the tiny architecture ``arch`` (its family and features)."""
+        return ARCHS[arch].family in self.backbones and arch not in self.refused
+
+    def options_for(self, arch: str) -> dict[str, Any]:
+        """The test options on ``arch``."""
+        return {**self.options, **self.arch_options.get(arch, {})}
 
 
 D, L, MLP = 768, 12, 3072  # ViT-B/16

@@ -3,7 +3,7 @@ Mona)."""
 
 from __future__ import annotations
 
-from tests.method_rows import D, L, Row
+from tests.method_rows import TOKEN_VITS, TRANSFORMERS, D, L, Row
 
 R = 8  # bottleneck width of the VTAB-1k adapter rows
 ADAPTER = D * R + R + R * D + D  # one bottleneck D -> r -> D with biases: 13,064 on ViT-B/16
@@ -31,6 +31,7 @@ ROWS = [
         vit_b16_formula=lambda: 2 * L * ADAPTER + LAYERNORMS,
         source="analytic: Houlsby's two r = 8 adapters per block + every LayerNorm (2L(2Dr + r + D) + 25 x 2D); "
         "no VTAB-1k table prints this configuration",
+        refused={"convnext": "self-attention"},
     ),
     Row(
         "adaptformer",
@@ -40,6 +41,7 @@ ROWS = [
         vit_b16_formula=lambda: L * ADAPTER,
         source="V-PETL Bench README VTAB-1k table 'AdaptFormer' 0.16M (r = 8, topN=8 in run_vit_adaptformer.sh; "
         "no LayerNorm in the branch)",
+        backbones=TRANSFORMERS,
     ),
     Row(
         "convpass",
@@ -48,7 +50,7 @@ ROWS = [
         vit_b16_params=327_552,
         vit_b16_formula=lambda: 2 * L * ((2 * R + 1) * D + CONV + R),
         source="Convpass (Jie & Deng 2022) Table 1 'Convpass' 0.33M = 2L((2h+1)d + 9h^2 + 2h), h = 8",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
     ),
     Row(
         "aim",
@@ -58,6 +60,7 @@ ROWS = [
         vit_b16_formula=lambda: 2 * L * (D * AIM_HIDDEN + AIM_HIDDEN + AIM_HIDDEN * D + D),
         source="analytic: AIM's spatial + MLP adapters (D -> D/4 -> D) per block; no image-classification count "
         "published (README: 11M on ViT-B/16 with the third, temporal adapter, the temporal embedding and head)",
+        backbones=TRANSFORMERS,
     ),
     Row(
         "adapter_plus",

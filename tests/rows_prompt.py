@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.method_rows import MLP, D, L, Row
+from tests.method_rows import MLP, TOKEN_VITS, TRANSFORMERS, D, L, Row
 
 SIDE = D // 8  # LST side width on ViT-B/16 (reduction factor 8)
 
@@ -37,7 +37,7 @@ ROWS = [
         vit_b16_params=76_800,
         vit_b16_formula=lambda: 100 * D,
         source="V-PETL Bench VTAB-1k table 'VPT-Shallow' 0.08M with its p = 100 (run_vit_vptshallow.sh topN=100)",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
     ),
     Row(
         "vpt_deep",
@@ -46,7 +46,7 @@ ROWS = [
         vit_b16_formula=lambda: L * 50 * D,
         source="VPT (Jia et al. 2022) official demo.ipynb length p = 50 in all 12 layers (L p D); published VTAB "
         "counts are means over per-task p (V-PETL Bench 0.56M), not one model's count: see the module docstring",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
     ),
     Row(
         "prefix",
@@ -55,6 +55,7 @@ ROWS = [
         vit_b16_formula=lambda: L * 2 * 10 * D,
         source="direct prefixes, l = 10 (2 l D per layer); no VTAB-1k ViT-B row published; V-PETL Bench FGVC "
         "'Prefix Tuning' 0.36M incl. head = 184,320 + mean FGVC head 180,407 (paper config unpublished)",
+        backbones=TRANSFORMERS,
     ),
     Row(
         "lst",
@@ -62,7 +63,7 @@ ROWS = [
         vit_b16_params=2_376_492,
         vit_b16_formula=_lst_count,
         source="V-PETL Bench VTAB-1k table 'LST' 2.38M: r = 8 side ViT (d = 96) at all 12 blocks, biased ladders",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
     ),
     Row(
         "dtl",

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from tests.method_rows import MLP, D, L, Row
+from tests.method_rows import ALL_FAMILIES, MLP, TOKEN_VITS, TRANSFORMERS, D, L, Row
 
 R = 8  # LoRA rank of the VTAB-1k tables
 N_KRON, W_KRON = 32, D // 32  # KAdaptation: 32 Kronecker products of (24 x 24) fast weights on ViT-B
@@ -24,6 +24,7 @@ NATIVE_ROWS = [
         vit_b16_formula=lambda: L * (D * R + R * 3 * D),
         source="NOAH (Zhang et al. 2022) Table 1 'LoRA' 0.29M (rank 8 on the fused qkv 768->8->2304); "
         "same numbers reprinted by V-PETL Bench (0.29M) and FacT Table 1 (0.295M)",
+        arch_options={"convnext": {"targets": "mlp"}},
         mergeable=True,
     ),
     Row(
@@ -32,6 +33,7 @@ NATIVE_ROWS = [
         vit_b16_params=294_912,
         vit_b16_formula=lambda: L * 2 * (D * R + R * D),
         source="LoRA paper form (W_q, W_v, rank 8): V-PETL Bench's LoRA code, 0.29M like its table",
+        arch_options={"convnext": {"targets": "mlp"}},
         mergeable=True,
     ),
     Row(
@@ -41,7 +43,8 @@ NATIVE_ROWS = [
         vit_b16_params=8_448,
         vit_b16_formula=lambda: 2 * D * 4 + L * (4 + 2 * MLP // D) * 4**2,
         source="FacT (Jie & Deng 2023) Table 1 'FacT-TT4' 0.008M (r = 4: 2Dr + 12L r^2)",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
+        refused={"eva02": "multiple of"},
         mergeable=True,
     ),
     Row(
@@ -51,7 +54,8 @@ NATIVE_ROWS = [
         vit_b16_params=13_952,
         vit_b16_formula=lambda: 2 * D * 8 + 8**3 + L * (4 + 2 * MLP // D) * 8,
         source="FacT (Jie & Deng 2023) Table 1 'FacT-TK8' 0.014M (r = 8: 2Dr + r^3 + 12L r)",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
+        refused={"eva02": "multiple of"},
         mergeable=True,
     ),
     Row(
@@ -62,6 +66,8 @@ NATIVE_ROWS = [
         vit_b16_formula=lambda: L * (2 * N_KRON * 1 * (W_KRON + W_KRON) + D) + 2 * 2 * N_KRON**2,
         source="KAdaptation official README (eric-ai-lab/PEViT): 79,699 trainable incl. head averaged over "
         "ELEVATER minus the linear-probe head average 29,523 = 50,176 (no VTAB-1k row published)",
+        backbones=TRANSFORMERS,
+        no_merge={"dinov3": "bias"},
         mergeable=True,
     ),
     Row(
@@ -83,15 +89,18 @@ def _hf(
     formula: Callable[[], int],
     zero: tuple[str, ...] | None,
     note: str,
+    backbones: tuple[str, ...] = ALL_FAMILIES,
     **options: Any,
 ) -> Row:
     return Row(
         name,
         options=options,
+        backbones=backbones,
         zero_params=zero,
         vit_b16_params=params,
         vit_b16_formula=formula,
         source=f"Hugging Face PEFT's own count on the fused qkv: {note}",
+        arch_options={"convnext": {"targets": "mlp"}},
         mergeable=True,
     )
 
@@ -128,6 +137,7 @@ HF_ROWS = [
         lambda: L * (D // 32) * (32 * 31 // 2),
         ("oft_R.default.weight",),
         "D/32 skew-symmetric 32 x 32 blocks",
+        TRANSFORMERS,  # PEFT's OFT unfolds ConvNeXt's 4-D channels-last MLP input as a conv map
         block_size=8,
     ),
     # boft_R is zero at init, but BOFT uses only its skew-symmetric part, which the contract's constant +0.1

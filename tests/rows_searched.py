@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.method_rows import MLP, D, L, Row
+from tests.method_rows import BIAS_FREE, MLP, TOKEN_VITS, TRANSFORMERS, D, L, Row
 
 # NOAH's released CIFAR-100 subnet (experiments/NOAH/subnet/VTAB/ViT-B_prompt_cifar100.yaml)
 NOAH_CIFAR = {
@@ -36,7 +36,8 @@ ROWS = [
         vit_b16_formula=lambda: noah_count(NOAH_CIFAR),
         source="NOAH's released CIFAR-100 subnet (ZhangYuanhan-AI/NOAH experiments/NOAH/subnet/VTAB), counted as "
         "what trains; NOAH's own count adds the dead input prompt and its position embedding (see noah.py)",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
+        refused={"eva02": "separate"},
     ),
     Row(
         "glora",
@@ -46,6 +47,8 @@ ROWS = [
         vit_b16_formula=glora_largest,
         source="analytic: GLoRA's largest subnet at rank 4 (GLoRA/evolution_utils.py get_param formula); the "
         "paper's searched architectures are not released",
+        backbones=TRANSFORMERS,
+        no_merge=BIAS_FREE,
         mergeable=True,
     ),
 ]

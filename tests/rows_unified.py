@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.method_rows import D, L, Row
+from tests.method_rows import TOKEN_VITS, TRANSFORMERS, D, L, Row
 
 
 def bottleneck(r: int) -> int:
@@ -29,7 +29,7 @@ ROWS = [
         vit_b16_formula=lambda: LORA_QKV + ADAPTFORMER + VPT_DEEP,
         source="analytic: sum of the components' table counts (LoRA-8 qkv 0.29M, NOAH Table 1; AdaptFormer r = 8 "
         "0.16M and VPT-deep p = 50, V-PETL Bench / VPT demo); no paper prints this combination",
-        backbones=("vit",),  # VPT-deep is ViT-only, so the composition is
+        backbones=TOKEN_VITS,  # VPT-deep is defined for ViT and Eva only, so the composition is
     ),
     Row(
         "parallel_adapter",
@@ -39,6 +39,7 @@ ROWS = [
         vit_b16_formula=lambda: L * bottleneck(64),
         source="analytic: V-PETL's FFN adapter r = 64 (bruceyo/V-PETL main.py ffn_num) in 12 blocks; "
         "no table prints it on its own",
+        arch_options={"convnext": {"sites": ["mlp"]}},
     ),
     Row(
         "vpetl_unified",
@@ -47,6 +48,7 @@ ROWS = [
         vit_b16_formula=lambda: PATT + L * bottleneck(64),
         source="analytic: PATT m = 128 + parallel FFN adapter r = 64 (bruceyo/V-PETL README command); the paper "
         "gives no ViT-B/16 VTAB-1k count that could be retrieved (its published settings are video Swin-B)",
+        backbones=TRANSFORMERS,
     ),
     Row(
         "u_tuning",
@@ -55,5 +57,6 @@ ROWS = [
         vit_b16_formula=lambda: L * 2 * 10 * D + L * bottleneck(8),
         source="analytic: parallel prefix l = 10 + parallel FFN adapter r = 8 (defaults chosen here); the paper's "
         "ViT-B/16 counts could not be retrieved, so no published count is matched",
+        backbones=TRANSFORMERS,
     ),
 ]

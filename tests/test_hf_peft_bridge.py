@@ -142,3 +142,12 @@ def test_boft_is_identity_at_init_and_only_the_skew_part_of_boft_r_acts(peft):
 def test_bad_bridge_options_raise_config_error_without_needing_peft(name, options, match):
     with pytest.raises(ConfigError, match=match):
         build_method(name, options)
+
+
+def test_options_peft_refuses_on_a_backbones_layers_are_a_user_error():
+    pytest.importorskip("peft")
+    from tests.tiny_models import ARCHS
+
+    model = ARCHS["convnext"].build()  # its first MLP is 8 -> 32: 256 weights, fewer than 1000 frequencies
+    with pytest.raises(ConfigError, match=r"hf_fourierft.*n_frequency"):
+        attach_method(model, build_method("hf_fourierft", {"targets": "mlp"}))

@@ -1,23 +1,23 @@
-"""The contract every registered PEFT method passes, on tiny timm ViT/Swin models (CPU)."""
+"""The contract every registered PEFT method passes, on one tiny timm model per architecture class and feature
+(``tests.tiny_models.ARCHS``: ViT, Swin, DINOv2-, CLIP-, SigLIP-shaped ViTs, EVA-02- and DINOv3-shaped Eva,
+ConvNeXt; CPU). Which architectures a method accepts is its row's (``tests.method_rows.Row``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from timm.models.swin_transformer import SwinTransformer
-from timm.models.vision_transformer import VisionTransformer
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.attach import attach_method
 from peftbench.methods.base import PeftModule, method_owned_buffers
-from peftbench.methods.registry import available_methods, build_method
+from peftbench.methods.registry import available_methods, build_method, get_method_class
 from peftbench.methods.task_checkpoint import load_task_checkpoint, save_task_checkpoint
 from tests.method_rows import all_rows
-from tests.tiny_models import prepare_on_tiny_data, tiny_swin, tiny_vit, vit_b16
+from tests.tiny_models import ARCHS, prepare_on_tiny_data, vit_b16
 
 ROWS = {row.name: row for row in all_rows()}
-BUILDERS = {"vit": tiny_vit, "swin": tiny_swin}
-CASES = [(name, fam) for name in ROWS for fam in BUILDERS]
+BUILDERS = {arch: a.build for arch, a in ARCHS.items()}
+CASES = [(name, arch) for name in ROWS for arch in ARCHS]
 
 
 def _needs(name: str) -> None:
@@ -28,7 +28,7 @@ def _needs(name: str) -> None:
 def _prepared(name: str, fam: str, seed: int = 0):
     _needs(name)
     model = BUILDERS[fam](seed=seed)
-    method = build_method(name, ROWS[name].options)
+    method = build_method(name, ROWS[name].options_for(fam))
     counts = attach_method(model, method)
     prepare_on_tiny_data(model, method)  # methods that select on the training data (SCT, GPS); others: no-op
     return model.eval(), method, counts
@@ -51,11 +51,19 @@ def test_every_registered_method_has_a_row():
     assert sorted(ROWS) == available_methods()
 
 
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_a_rows_families_are_the_methods(name):
+    cls = get_method_class(name)
+    declared = build_method(name, ROWS[name].options).backbones if cls.family == "unified" else cls.backbones
+    assert set(ROWS[name].backbones) == set(declared or ROWS[name].backbones)
+    assert set(ROWS[name].refused) | set(ROWS[name].arch_options) | set(ROWS[name].no_merge) <= set(ARCHS)
+
+
 @pytest.mark.parametrize(("name", "fam"), CASES)
 def test_shape_and_unsupported_backbones(name, fam):
     row = ROWS[name]
-    if fam not in row.backbones:
-        with pytest.raises(MethodNotSupportedError, match=name):
+    if not row.supports(fam):
+        with pytest.raises(MethodNotSupportedError, match=row.refused.get(fam, name)):
             _prepared(name, fam)
         return
     model, _, _ = _prepared(name, fam)
@@ -65,7 +73,7 @@ def test_shape_and_unsupported_backbones(name, fam):
 @pytest.mark.parametrize(("name", "fam"), CASES)
 def test_zero_init_is_identity_and_the_zero_tensor_is_pinned(name, fam):
     row = ROWS[name]
-    if row.zero_params is None or fam not in row.backbones:
+    if row.zero_params is None or not row.supports(fam):
         pytest.skip("not zero-initialised in its paper / not defined for this backbone")
     base = BUILDERS[fam](seed=0).eval()  # same seed: same backbone and head as the prepared model
     model, _, _ = _prepared(name, fam)
@@ -85,7 +93,7 @@ def test_zero_init_is_identity_and_the_zero_tensor_is_pinned(name, fam):
 @pytest.mark.parametrize(("name", "fam"), CASES)
 def test_only_method_and_head_train(name, fam):
     row = ROWS[name]
-    if fam not in row.backbones:
+    if not row.supports(fam):
         pytest.skip("not defined for this backbone")
     model, method, counts = _prepared(name, fam)
     model.train()
@@ -115,7 +123,7 @@ def test_only_method_and_head_train(name, fam):
 @pytest.mark.parametrize(("name", "fam"), CASES)
 def test_checkpoint_holds_only_trained_tensors_and_reloads(name, fam, tmp_path):
     row = ROWS[name]
-    if fam not in row.backbones:
+    if not row.supports(fam):
         pytest.skip("not defined for this backbone")
     model, _, _ = _prepared(name, fam)
     _perturb(model)
@@ -135,7 +143,7 @@ def test_checkpoint_holds_only_trained_tensors_and_reloads(name, fam, tmp_path):
 @pytest.mark.parametrize(("name", "fam"), CASES)
 def test_merge_gives_a_plain_backbone_with_equal_outputs(name, fam):
     row = ROWS[name]
-    if fam not in row.backbones:
+    if not row.supports(fam):
         pytest.skip("not defined for this backbone")
     model, method, _ = _prepared(name, fam)
     assert method.mergeable == row.mergeable, "the row and the method disagree on whether it merges"
@@ -147,9 +155,16 @@ def test_merge_gives_a_plain_backbone_with_equal_outputs(name, fam):
     x = _x()
     with torch.no_grad():
         expected = model(x)
-    plain_count = sum(p.numel() for p in BUILDERS[fam](seed=0).parameters())
+    plain = BUILDERS[fam](seed=0)
+    plain_count = sum(p.numel() for p in plain.parameters())
+    if fam in row.no_merge:  # refused before anything changes
+        with pytest.raises(MethodNotSupportedError, match=row.no_merge[fam]):
+            method.merge(model)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), expected, atol=0, rtol=0)
+        return
     merged = method.merge(model).eval()
-    assert type(merged) in (VisionTransformer, SwinTransformer)
+    assert type(merged) is type(plain)
     assert not any(isinstance(m, PeftModule) for m in merged.modules())
     assert sum(p.numel() for p in merged.parameters()) == plain_count
     with torch.no_grad():

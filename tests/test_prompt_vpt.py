@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 
-from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.errors import ConfigError
 from peftbench.methods.addition.prompt.vpt import VPT_DEEP_VTAB1K_LENGTHS, DeepPromptBlock, PromptInserter
 from peftbench.methods.attach import attach_method
 from peftbench.methods.registry import build_method
@@ -101,16 +102,22 @@ def test_prompt_dropout_only_in_training():
 
 
 @pytest.mark.parametrize("pool", ["avg", "map"])
-def test_models_that_pool_over_tokens_are_refused(pool):
+@pytest.mark.parametrize("name", ["vpt_shallow", "vpt_deep"])
+def test_heads_that_pool_over_tokens_pool_the_tokens_they_pool_without_prompts(pool, name):
     import timm
 
     from tests.tiny_models import VIT_KWARGS
 
-    model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=5, global_pool=pool, **VIT_KWARGS
-    )
-    with pytest.raises(MethodNotSupportedError, match="global_pool"):
-        attach_method(model, build_method("vpt_shallow", {"length": P}))
+    torch.manual_seed(0)
+    plain = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, global_pool=pool, **VIT_KWARGS)
+    model = copy.deepcopy(plain)
+    attach_method(model, build_method(name, {"length": P}))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.forward_features(x)  # prompt outputs dropped after the final norm
+        assert tokens.shape == plain.forward_features(x).shape
+        # the head pools exactly these tokens: its output is the plain head on them
+        torch.testing.assert_close(model.forward_head(tokens), plain.forward_head(tokens), rtol=0, atol=0)
 
 
 def test_length_auto_uses_the_task_preset():

@@ -7,7 +7,7 @@ import torch
 
 from peftbench.errors import ConfigError
 from peftbench.methods.attach import attach_method
-from peftbench.methods.partial.reparam.kadaptation import KAdaptationQKV
+from peftbench.methods.partial.reparam.kadaptation import KAdaptationLinear
 from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
@@ -46,7 +46,7 @@ def test_update_is_a_sum_of_kronecker_products_on_q_and_v_with_their_own_fast_we
 
 def test_slow_weights_are_shared_by_all_layers_and_registered_once():
     model = _kadapt()
-    wrappers = [m for m in model.modules() if isinstance(m, KAdaptationQKV)]
+    wrappers = [m for m in model.modules() if isinstance(m, KAdaptationLinear)]
     assert len(wrappers) == 3 and all(w._slow[0] is model.kadaptation for w in wrappers)
     names = [n for n, _ in model.named_parameters() if "slow_" in n]
     assert names == ["kadaptation.slow_left", "kadaptation.slow_right"]
@@ -92,7 +92,7 @@ def test_weight_dropout_only_in_training():
 def test_swin_stages_share_the_slow_weights_when_kron_dim_divides_every_width():
     model = tiny_swin()
     attach_method(model, build_method("kadaptation", {"kron_dim": N}))
-    wrappers = [m for m in model.modules() if isinstance(m, KAdaptationQKV)]
+    wrappers = [m for m in model.modules() if isinstance(m, KAdaptationLinear)]
     assert [w.fast_up.shape[2] for w in wrappers] == [24 // N, 48 // N]
 
 

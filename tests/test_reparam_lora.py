@@ -106,7 +106,7 @@ def test_swin_qkv_gets_the_same_slot_structure():
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"targets": "qk"}, "all_linear, q_k_v, q_k_v_o, q_v, qkv"),
+        ({"targets": "qk"}, "all_linear, mlp, q_k_v, q_k_v_o, q_v, qkv"),
         ({"rank": 0}, "rank must be an integer >= 1"),
         ({"alpha": -1.0}, "alpha must be > 0 or null"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),

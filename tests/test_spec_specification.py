@@ -59,7 +59,7 @@ def test_partial_k_rejects_bad_k(k):
 
 
 def test_partial_k_larger_than_the_depth_names_the_valid_range():
-    with pytest.raises(ConfigError, match=r"only 3 transformer blocks; choose k in 1\.\.3"):
+    with pytest.raises(ConfigError, match=r"only 3 blocks; choose k in 1\.\.3"):
         attach_method(tiny_vit(), build_method("partial_k", {"k": 4}))
 
 

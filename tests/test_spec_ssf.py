@@ -68,8 +68,13 @@ def test_merge_refuses_a_linear_without_bias_instead_of_growing_the_backbone():
     )
     method = build_method("ssf")
     attach_method(model, method)
-    with pytest.raises(MethodNotSupportedError, match="needs both a weight and a bias"):
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model.eval()(x)
+    with pytest.raises(MethodNotSupportedError, match=r"blocks\.0\.attn\.qkv .*no bias to absorb the shift"):
         method.merge(model)
+    with torch.no_grad():  # refused before anything changed
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
 
 
 def test_ssf_trains_only_its_scales_and_shifts():

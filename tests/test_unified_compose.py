@@ -192,9 +192,9 @@ def test_task_reaches_components_with_per_task_settings():
 
 
 def test_backbones_are_the_intersection_of_the_components():
-    assert build_method("compose").backbones == ("vit",)
+    assert build_method("compose").backbones == ("vit", "eva")
     method = build_method("compose", _compose(("lora", {"rank": 2}), ("adaptformer", {"dim": 4})))
-    assert method.backbones == ("vit", "swin")
+    assert method.backbones == ("vit", "eva", "swin")
     model = tiny_swin()
     attach_method(model, method)
     assert model(_x()).shape == (2, 5)

@@ -30,7 +30,7 @@ from peftbench.engine.costs import StepCosts
 from peftbench.engine.loop import TrainerConfig, train_and_evaluate
 from peftbench.engine.measure import code_version, device_name, inference_throughput, library_versions
 from peftbench.engine.predictions import ECE_BINS, PREDICTIONS_FILE, Predictions
-from peftbench.errors import RunExistsError
+from peftbench.errors import MethodNotSupportedError, RunExistsError
 from peftbench.loggers import RunLogger
 from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.records import (
@@ -259,7 +259,10 @@ def _costs(a: Assembled, step: StepCosts | None) -> CostMetrics:
     x = _throughput_batch(a.data().eval, 2).to(device)
     merged = None
     if a.method.mergeable:
-        merged = forward_gflops(a.method.merge(copy.deepcopy(a.model)).to(device), x)
+        try:
+            merged = forward_gflops(a.method.merge(copy.deepcopy(a.model)).to(device), x)
+        except MethodNotSupportedError:  # a reparameterisation this backbone cannot absorb (a bias-free layer)
+            merged = None
     return CostMetrics(
         saved_activation_mb=step.saved_activation_mb if step else None,
         saved_activation_mb_per_image=step.saved_activation_mb_per_image if step else None,

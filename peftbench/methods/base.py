@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from peftbench.errors import MethodNotSupportedError
+from peftbench.methods.layers.blocks import FAMILY_EXAMPLES, backbone_family
 
 # The survey's taxonomy (Xin et al., 2024), plus the baselines: family -> its subfamilies. A method states
 # both as metadata; the registry checks them against this table and a test checks the folder agrees.
@@ -99,7 +100,12 @@ class PeftMethod(ABC, Generic[C]):
         subfamily: finer group in the survey (``adapter``, ``prompt``, ``specification``, ...).
         config_cls: the typed config dataclass.
         mergeable: whether :meth:`merge` folds the method back into a plain backbone.
-        backbones: backbone families the method is defined for (``vit``, ``swin``); empty = any.
+        backbones: backbone families the method is defined for (``vit``, ``eva``, ``swin``, ``convnext``; see
+            :mod:`peftbench.methods.layers.blocks`); empty = any.
+        refusals: family -> why the method is not defined there (shown when it is refused; families not in
+            ``backbones`` and not listed here get a generic reason).
+        notes: backbone feature (:data:`~peftbench.methods.layers.blocks.FEATURES`) -> how the method's placement
+            is translated there, where that is a choice; the support matrix prints them per backbone.
         looks_at_data: the method selects on the training data (:meth:`prepare`) before training.
         criterion: what the selection ranks by, in words (recorded with the run).
     """
@@ -110,6 +116,8 @@ class PeftMethod(ABC, Generic[C]):
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     mergeable: ClassVar[bool] = False
     backbones: ClassVar[tuple[str, ...]] = ()
+    refusals: ClassVar[dict[str, str]] = {}
+    notes: ClassVar[dict[str, str]] = {}
     looks_at_data: ClassVar[bool] = False
     criterion: ClassVar[str] = ""
 
@@ -166,27 +174,20 @@ class PeftMethod(ABC, Generic[C]):
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def check_backbone(self, model: nn.Module) -> str:
-        """Return the backbone family; raise if this method is not defined for it."""
+        """Return the backbone family; raise, with the reason, if this method is not defined for it."""
         fam = backbone_family(model)
         if self.backbones and fam not in self.backbones:
             raise MethodNotSupportedError(
-                f"method {self.name!r} is defined for {'/'.join(self.backbones)} backbones, "
-                f"not for {type(model).__name__} ({fam}). Choose a backbone of that family, "
-                "e.g. backbone=vit_b16_in21k."
+                f"method {self.name!r} is not defined for {type(model).__name__} ({fam}): "
+                f"{self.refusal_reason(fam)}. It is defined for {'/'.join(self.backbones)} backbones, "
+                f"e.g. backbone={FAMILY_EXAMPLES[self.backbones[0]]}"
             )
         return fam
 
-
-def backbone_family(model: nn.Module) -> str:
-    """Classify a timm model as ``vit``, ``swin`` or ``other`` by its class."""
-    from timm.models.swin_transformer import SwinTransformer
-    from timm.models.vision_transformer import VisionTransformer
-
-    if isinstance(model, VisionTransformer):
-        return "vit"
-    if isinstance(model, SwinTransformer):
-        return "swin"
-    return "other"
+    def refusal_reason(self, family: str) -> str:
+        """Why the method is not defined for ``family`` (its :attr:`refusals` entry, or a generic reason)."""
+        generic = f"its placement is only specified for {'/'.join(self.backbones)} blocks"
+        return self.refusals.get(family, generic)
 
 
 def method_owned_parameters(

@@ -5,7 +5,11 @@ Weights (``backbone.weights``):
     seconds (the hub is probed once with a short timeout) and says how to use a local file.
   * a path: ``.safetensors``, ``.pth`` / ``.pt`` / ``.bin`` (a state dict, possibly under ``model``,
     ``state_dict`` or ``module``), or the original Google ``.npz`` (ViT; read by timm's npz loader).
-    The pretrained classifier (and ViT pre-logits) is dropped: the task head is always fresh.
+    State dicts go through the timm model's own ``checkpoint_filter_fn``, as timm's hub loader does: original
+    releases (Meta's DINOv2 / DINOv3 ``.pth``, OpenAI's CLIP, EVA-02, Meta's ConvNeXt, MAE, DeiT-III) are
+    converted to timm's layout and position embeddings resampled to ``img_size``. The pretrained classifier
+    (``get_classifier()``: ViT ``head``, ConvNeXt / Swin ``head.fc``; and ViT pre-logits) is dropped: the task
+    head is always fresh. A file that does not fit names the mismatching keys and the configs it does fit.
   * ``none``: random init.
   * ``package:<path>``: a local file shipped inside the installed peftbench package (e.g.
     ``package:assets/vit_micro_fractal.safetensors``), found wherever peftbench is installed.
@@ -16,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +31,12 @@ from torch import nn
 
 from peftbench.config import build_config
 from peftbench.errors import CheckpointError, ConfigError
-from peftbench.paths import weights_path
+from peftbench.paths import config_dir, group_options, weights_path
 
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 HUB_HOST = "huggingface.co"
+# timm modules whose models are fully convolutional: they take no img_size argument
+CONVOLUTIONAL_MODULES = ("convnext",)
 
 
 @dataclasses.dataclass
@@ -56,13 +63,14 @@ def make_backbone_config(mapping: Mapping[str, Any]) -> BackboneConfig:
 
 def _create(cfg: BackboneConfig, num_classes: int, pretrained: bool) -> nn.Module:
     kwargs = dict(cfg.model_kwargs)
-    kwargs.setdefault("img_size", cfg.img_size)
+    if not timm.models.is_model_in_modules(timm.models.get_arch_name(cfg.timm_name), CONVOLUTIONAL_MODULES):
+        kwargs.setdefault("img_size", cfg.img_size)
     try:
         return timm.create_model(
             cfg.timm_name, pretrained=pretrained, num_classes=num_classes, drop_path_rate=cfg.drop_path_rate, **kwargs
         )
     except RuntimeError as exc:
-        if "Unknown model" in str(exc):
+        if "Unknown model" in str(exc) or "Invalid pretrained tag" in str(exc):
             raise ConfigError(f"backbone.timm_name={cfg.timm_name!r} is not a timm model: {exc}") from None
         raise
 
@@ -122,8 +130,24 @@ def load_local(cfg: BackboneConfig, num_classes: int, path: Path) -> nn.Module:
         _load_npz(model, path, cfg)
         return model
     state = _read_state_dict(path)
-    _load_state(model, state, path, cfg)
+    _load_state(model, _timm_filtered(model, state), path, cfg)
     return model
+
+
+def _torchscript_hint(path: Path) -> str:
+    """How to turn a TorchScript archive (OpenAI's CLIP ``ViT-B-16.pt``) into a state dict, when ``path`` is one."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return ""
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.endswith("constants.pkl") for name in archive.namelist()):
+            return ""
+    return (
+        ". It is a TorchScript archive (as OpenAI's CLIP releases are), which is not read here: save its state "
+        "dict first, python -c \"import torch; torch.save(torch.jit.load('" + path.name + "', map_location='cpu')"
+        ".state_dict(), 'state_dict.pth')\", and pass that file"
+    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -134,7 +158,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files raise many different types
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}{_torchscript_hint(path)}") from None
     for key in ("model", "state_dict", "module", "model_ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -144,24 +168,42 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def _head_keys(model: nn.Module) -> set[str]:
+def _timm_filter(model: nn.Module) -> Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]] | None:
+    """The ``checkpoint_filter_fn`` of the timm module that defines ``model``'s class (None if it has none)."""
+    return getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+
+
+def _timm_filtered(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` converted by the model's timm filter (original layouts, position-embedding resampling).
+
+    A file of another architecture can trip the conversion; it is then compared as it is, so the mismatch
+    message names its keys.
+    """
+    fn = _timm_filter(model)
+    if fn is None:
+        return state
+    try:
+        out = fn(dict(state), model)
+    except Exception:  # noqa: BLE001 - a foreign layout: report its keys below instead
+        return state
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+def _classifier_prefix(model: nn.Module) -> str:
+    """``'head.'`` (ViT, Eva) or ``'head.fc.'`` (Swin, ConvNeXt): the qualified prefix of ``get_classifier()``."""
     head = model.get_classifier()
-    names = {n for n, _ in model.named_parameters() if n.startswith(_head_prefix(model, head))}
-    return names
-
-
-def _head_prefix(model: nn.Module, head: nn.Module) -> str:
     for name, module in model.named_modules():
         if module is head:
             return name + "."
     return "\0"
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cfg: BackboneConfig) -> None:
-    head = _head_keys(model)
-    expected = {k: v for k, v in model.state_dict().items() if k not in head}
-    # Drop the checkpoint's classifier (any shape) and ViT pre-logits: the task head is fresh.
-    state = {k: v for k, v in state.items() if k not in head and not k.startswith(("head.", "pre_logits."))}
+def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Missing keys, unexpected keys and shape mismatches of ``state`` against ``model`` (classifier excluded)."""
+    prefix = _classifier_prefix(model)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    # The checkpoint's classifier (any shape) and ViT pre-logits are dropped: the task head is fresh.
+    state = {k: v for k, v in state.items() if not k.startswith((prefix, "pre_logits."))}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
@@ -169,6 +211,63 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cf
         for k in set(state) & set(expected)
         if state[k].shape != expected[k].shape
     )
+    return missing, unexpected, shapes
+
+
+# key prefix of a checkpoint -> the timm modules whose models it may fit (a cheap first filter)
+_KEY_MODULES: dict[str, tuple[str, ...]] = {
+    "stages.": ("convnext",),
+    "layers.": ("swin_transformer",),
+    "blocks.": ("vision_transformer", "eva"),
+    "visual.": ("vision_transformer",),  # OpenAI CLIP
+}
+
+
+def _candidate_modules(state: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
+    found: tuple[str, ...] = ()
+    for prefix, modules in _KEY_MODULES.items():
+        if any(k.removeprefix("module.").startswith(prefix) for k in state):
+            found += modules
+    return found
+
+
+def fitting_backbones(state: dict[str, torch.Tensor], exclude: str = "") -> list[str]:
+    """Names of the configs in ``configs/backbone/`` whose architecture ``state`` fits exactly.
+
+    The configs of the timm modules the file's keys point to (ViT / Eva, Swin, ConvNeXt) are built on the meta
+    device (no memory, no weights), the file goes through that model's timm filter, and keys and shapes are
+    compared, classifier excluded.
+
+    Args:
+        state: a checkpoint's state dict.
+        exclude: a config name to skip (the one that did not fit).
+
+    Returns:
+        Sorted config names.
+    """
+    from omegaconf import OmegaConf
+
+    fits: list[str] = []
+    modules = _candidate_modules(state)
+    for name in group_options("backbone"):
+        if name == exclude or not modules:
+            continue
+        raw = OmegaConf.to_container(OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml"))
+        try:
+            cfg = make_backbone_config(raw)  # type: ignore[arg-type]
+            if not timm.models.is_model_in_modules(timm.models.get_arch_name(cfg.timm_name), modules):
+                continue
+            with torch.device("meta"):
+                model = _create(cfg, 2, pretrained=False)
+        except (ConfigError, RuntimeError, TypeError, ValueError):
+            continue
+        if not any(_mismatch(model, _timm_filtered(model, state))):
+            fits.append(name)
+    return fits
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cfg: BackboneConfig) -> None:
+    missing, unexpected, shapes = _mismatch(model, state)
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -177,11 +276,18 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path, cf
             parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:10]}")
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {shapes[:10]}")
+        fits = fitting_backbones(state, exclude=cfg.name)
+        hint = (
+            f"It fits backbone={' / backbone='.join(fits)}: pass that with this file"
+            if fits
+            else "No config in configs/backbone/ fits it: check that the file is for this architecture"
+        )
         raise CheckpointError(
             f"checkpoint {path} does not fit backbone {cfg.name!r} (timm {cfg.timm_name}): " + "; ".join(parts)
-            + ". Check that the file is for this architecture, or choose the matching backbone=..."
+            + f". {hint}, or choose the matching backbone=..."
         )
-    model.load_state_dict(state, strict=False)
+    prefix = _classifier_prefix(model)
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(prefix)}, strict=False)
 
 
 def _load_npz(model: nn.Module, path: Path, cfg: BackboneConfig) -> None:

@@ -8,8 +8,14 @@
   adapter: the adapter reads the sub-layer's input).
 
 Both wrappers keep the original sub-layer as ``base_layer`` (frozen by the harness) and forward every
-extra argument to it, so they replace timm's ``Block.attn`` / ``Block.mlp`` and Swin's
-``SwinTransformerBlock.attn`` / ``.mlp`` in place without touching the blocks' code.
+extra argument to it (Eva's rotary embeddings reach its attention that way), so they replace timm's
+``Block.attn`` / ``Block.mlp``, Swin's and Eva's in place without touching the blocks' code.
+
+LayerScale (DINOv2, DeiT-III: ``ls1`` / ``ls2``; DINOv3: ``gamma_1`` / ``gamma_2``) multiplies the wrapped
+sub-layer's output, so an adapter that wraps ``attn`` / ``mlp`` sits inside the layer scale: ``ls2(h + A(h))``
+(sequential) or ``ls2(mlp(x) + s A(x))`` (parallel). That is where PETL_Vision (Mai et al. 2024,
+OSU-MLB/PETL_Vision ``model/block.py``) puts its parallel tuning modules on DINOv2; every method here
+that wraps a sub-layer follows the same rule.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from torch import nn
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.base import PeftModule
-from peftbench.methods.layers.blocks import transformer_blocks
+from peftbench.methods.layers.blocks import backbone_blocks
+from peftbench.methods.layers.blocks import block_width as block_width  # re-exported for methods
 
 
 class QuickGELU(nn.Module):
@@ -155,36 +162,62 @@ class ParallelAdapter(PeftModule):
         return self.base_layer(x, *args, **kwargs) + self.scale * self.adapter(x)
 
 
-def adapter_blocks(model: nn.Module, method: str) -> list[tuple[str, nn.Module]]:
-    """The transformer blocks the adapters go into: timm ViT ``Block`` or ``SwinTransformerBlock`` only.
+def _block_classes() -> dict[type, tuple[str, ...]]:
+    """Block class -> the sub-layers an adapter may wrap there (pre-norm transformer blocks; ConvNeXt's MLP)."""
+    from timm.models.convnext import ConvNeXtBlock
+    from timm.models.eva import EvaBlock
+    from timm.models.swin_transformer import SwinTransformerBlock
+    from timm.models.vision_transformer import Block
 
-    Other block classes (post-norm, parallel blocks, ...) order their sub-layers differently, so the
-    placement would not be the paper's: they raise.
+    transformer = ("attn", "mlp", "norm2", "tokens")
+    return {Block: transformer, SwinTransformerBlock: transformer, EvaBlock: transformer, ConvNeXtBlock: ("mlp",)}
+
+
+# what a method may need of a block, in words
+NEEDS = {
+    "attn": "self-attention sub-layer",
+    "mlp": "MLP",
+    "norm2": "pre-norm FFN (the un-normalised stream beside it)",
+    "tokens": "token sequence (a block-level tuner reads and writes (B, N, D) tokens)",
+}
+
+
+def adapter_blocks(
+    model: nn.Module, method: str, needs: tuple[str, ...] = ("attn", "mlp")
+) -> list[tuple[str, nn.Module]]:
+    """The blocks the adapters go into, checked to have the sub-layers ``needs`` in the pre-norm order.
+
+    Pre-norm transformer blocks (timm ViT ``Block``, ``SwinTransformerBlock``, ``EvaBlock``) offer ``attn``,
+    ``mlp``, ``norm2`` and ``tokens`` (see :data:`NEEDS`); a ``ConvNeXtBlock`` offers only its ``mlp``
+    (channels-last, after the depthwise conv and norm). Other classes (post-norm, parallel blocks, ...) order their sub-layers differently, so the
+    placement would not be the paper's: they raise, as do blocks lacking a needed sub-layer.
 
     Args:
-        model: a timm ViT or Swin.
+        model: a timm ViT, Eva, Swin or ConvNeXt.
         method: the method's name, for the message.
+        needs: the sub-layers the method wraps or reads.
 
     Returns:
         ``(qualified_name, block)`` pairs, in depth order.
     """
-    from timm.models.swin_transformer import SwinTransformerBlock
-    from timm.models.vision_transformer import Block
-
-    blocks = transformer_blocks(model)
+    classes = _block_classes()
+    blocks = backbone_blocks(model)
     for name, block in blocks:
-        if type(block) not in (Block, SwinTransformerBlock):
+        offered = classes.get(type(block))
+        if offered is None:
             raise MethodNotSupportedError(
                 f"method {method!r} adds adapters to timm's pre-norm blocks (vision_transformer.Block, "
-                f"swin_transformer.SwinTransformerBlock); {name} is a {type(block).__name__}. "
-                "Use a standard ViT or Swin backbone."
+                f"swin_transformer.SwinTransformerBlock, eva.EvaBlock); {name} is a {type(block).__name__}. "
+                "Use a standard ViT, Eva or Swin backbone."
+            )
+        missing = [NEEDS[sub] for sub in needs if sub not in offered]
+        if missing:
+            raise MethodNotSupportedError(
+                f"method {method!r} needs each block's {' and '.join(missing)}; {name} is a {type(block).__name__}, "
+                "whose only sub-layer an adapter can wrap is its channels-last MLP (a ConvNeXt block has no "
+                "attention, and its MLP reads the depthwise conv's normalised output, not the residual stream)"
             )
     return blocks
-
-
-def block_width(block: nn.Module) -> int:
-    """D, the width of a block's residual stream (its first LayerNorm's size)."""
-    return int(block.norm1.normalized_shape[-1])
 
 
 def reference_tensor(module: nn.Module) -> torch.Tensor:

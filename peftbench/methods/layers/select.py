@@ -42,6 +42,15 @@ def unique(params: Iterable[nn.Parameter]) -> Iterator[nn.Parameter]:
             yield p
 
 
+def _qkv_bias_vectors(module: nn.Module) -> list[nn.Parameter]:
+    """The q and v bias vectors Eva's fused attention keeps beside a bias-free ``qkv`` (k's is a zero buffer)."""
+    from timm.models.eva import EvaAttention
+
+    if not isinstance(module, EvaAttention):
+        return []
+    return [p for p in (module.q_bias, module.v_bias) if isinstance(p, nn.Parameter)]
+
+
 def bias_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The bias of every Linear, Conv and norm layer outside the head (LayerNorm beta included).
 
@@ -50,13 +59,15 @@ def bias_parameters(model: nn.Module) -> list[nn.Parameter]:
 
     Returns:
         The bias parameters, in module order. Swin's ``relative_position_bias_table`` is an attention
-        logit table, not the bias of an affine layer, and is not selected.
+        logit table, not the bias of an affine layer, and is not selected; Eva's fused attention keeps its qkv
+        bias as ``q_bias`` / ``v_bias`` vectors, which are.
     """
     out = []
     for m in backbone_modules(model):
         bias = getattr(m, "bias", None)
         if isinstance(m, BIAS_OWNERS) and isinstance(bias, nn.Parameter):
             out.append(bias)
+        out.extend(_qkv_bias_vectors(m))
     return out
 
 
@@ -79,14 +90,3 @@ def layernorm_parameters(model: nn.Module, weights: bool = True, biases: bool = 
             if biases and isinstance(m.bias, nn.Parameter):
                 out.append(m.bias)
     return out
-
-
-def final_norms(model: nn.Module) -> list[nn.Module]:
-    """The norms after the last block that are not part of the head (timm's ``norm`` and ``fc_norm``)."""
-    head = head_module_ids(model)
-    found = []
-    for attr in ("norm", "fc_norm"):
-        m = getattr(model, attr, None)
-        if isinstance(m, nn.Module) and id(m) not in head and any(True for _ in m.parameters()):
-            found.append(m)
-    return found

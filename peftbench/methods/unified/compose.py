@@ -58,10 +58,11 @@ from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import C, MethodConfig, PeftMethod
+from peftbench.methods.layers.blocks import FAMILIES
 
 COMPONENT_FAMILIES = ("addition", "partial")
 COMPONENT_KEYS = ("method", "options")
-FAMILY_ORDER = ("vit", "swin", "other")
+FAMILY_ORDER = FAMILIES
 
 
 def check_components(components: Any, owner: str = "compose") -> list[tuple[str, dict[str, Any]]]:
@@ -149,6 +150,17 @@ class ComposedMethod(PeftMethod[C]):
         supported = [set(c.backbones) for c in self.components if c.backbones]
         common = set.intersection(*supported) if supported else set()
         self.backbones = tuple(f for f in FAMILY_ORDER if f in common) if supported else ()  # type: ignore[misc]
+        features = {f for c in self.components for f in c.notes}
+        self.notes = {  # type: ignore[misc]
+            f: "; ".join(f"{c.name}: {c.notes[f]}" for c in self.components if f in c.notes) for f in features
+        }
+
+    def refusal_reason(self, family: str) -> str:
+        """The reason of the first component not defined for ``family``."""
+        for comp in self.components:
+            if comp.backbones and family not in comp.backbones:
+                return f"its component {comp.name!r} is not: {comp.refusal_reason(family)}"
+        return super().refusal_reason(family)
 
     def apply(self, model: nn.Module) -> nn.Module:
         for i, comp in enumerate(self.components):

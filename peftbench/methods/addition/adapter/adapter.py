@@ -32,9 +32,14 @@ exact configuration; the pinned count is the analytic one.
 Placement (wrap, never patch): ``block.mlp`` / ``block.attn`` become a
 :class:`~peftbench.methods.layers.bottleneck.SequentialAdapter` keeping the original as
 ``base_layer``. Works on ViT and Swin (on Swin the attention adapter sees window tokens; it is token-wise,
-so the result equals applying it after the window merge). Deliberate deviation: NOAH applies the adapter
-after drop-path; wrapping ``mlp`` applies it before ``ls2`` / ``drop_path2``, which is identical with
-drop-path 0 (the harness default) and no layer scale (ViT-B/16, Swin-B).
+so the result equals applying it after the window merge) and on Eva (EVA-02's SwiGLU MLP, DINOv3: the
+adapter reads the MLP's D-wide output whatever its inside). ConvNeXt (``placement: mlp`` only, the default
+``adapter``): the adapter reads the output of the block's channels-last MLP, the last layer of its single
+residual branch, before the layer scale; ``adapter_houlsby``'s attention adapter has no place there and is
+refused. Deliberate deviations: NOAH applies the adapter after drop-path; wrapping ``mlp`` applies it before
+``ls2`` / ``drop_path2``, identical with drop-path 0 (the harness default). On LayerScale backbones (DINOv2,
+DeiT-III, DINOv3, ConvNeXt) the adapter is inside the layer scale, ``ls2(h + A(h))`` (see
+:mod:`~peftbench.methods.layers.bottleneck`); NOAH's ViT-B/16 has no layer scale, so there it is the same.
 """
 
 from __future__ import annotations
@@ -46,14 +51,13 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, method_owned_parameters
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_width, replace_module
 from peftbench.methods.layers.bottleneck import (
     ACTIVATIONS,
     INITS,
     Bottleneck,
     SequentialAdapter,
     adapter_blocks,
-    block_width,
     reference_tensor,
 )
 from peftbench.methods.layers.checks import (
@@ -127,7 +131,7 @@ def apply_sequential_adapters(model: nn.Module, cfg: AdapterConfig, method: str)
     Returns:
         The same model, adapted in place.
     """
-    for name, block in adapter_blocks(model, method):
+    for name, block in adapter_blocks(model, method, needs=PLACEMENTS[cfg.placement]):
         width, like = block_width(block), reference_tensor(block)
         for sub in PLACEMENTS[cfg.placement]:
             bottleneck = Bottleneck(width, cfg.dim, cfg.activation, cfg.dropout, cfg.init, cfg.init_std, like)
@@ -142,7 +146,12 @@ class Adapter(PeftMethod[AdapterConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = AdapterConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "layerscale": "adapter inside the layer scale: ls(h + A(h)) (PETL_Vision's placement on DINOv2)",
+        "swiglu": "the adapter reads the SwiGLU MLP's D-wide output",
+        "convnext": "one adapter on the output of each block's channels-last MLP (placement: mlp only)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_sequential_adapters(model, self.config, self.name)

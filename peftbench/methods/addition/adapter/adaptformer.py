@@ -24,10 +24,12 @@ Structure (wrap, never patch): the branch needs the stream before ``norm2``, whi
 pass through ``norm2`` into ``mlp``. So ``block.norm2`` moves into the wrapper: ``block.mlp`` becomes a
 :class:`~peftbench.methods.layers.bottleneck.ParallelAdapter` whose frozen ``base_layer`` is
 ``Sequential(norm=<original norm2>, mlp=<original mlp>)`` and ``block.norm2`` becomes ``nn.Identity``. The
-block then computes ``x + drop_path2(ls2(mlp(norm2(x)) + s * branch(x)))``. Works on ViT and Swin (same
-``norm2`` -> ``mlp`` pattern). Deliberate deviation: the reference keeps the branch outside drop-path;
-here it shares ``drop_path2`` with the MLP, identical with drop-path 0 (the harness default) and no layer
-scale (ViT-B/16, Swin-B).
+block then computes ``x + drop_path2(ls2(mlp(norm2(x)) + s * branch(x)))``. Works on ViT, Swin and Eva
+(same ``norm2`` -> ``mlp`` pattern; EVA-02's SwiGLU MLP is the frozen path as it is). Deliberate deviations:
+the reference keeps the branch outside drop-path; here it shares ``drop_path2`` with the MLP, identical with
+drop-path 0 (the harness default). On LayerScale backbones (DINOv2, DeiT-III, DINOv3) the branch is inside the
+layer scale, as PETL_Vision's parallel modules on DINOv2 (see :mod:`~peftbench.methods.layers.bottleneck`);
+the reference's ViT-B has none.
 """
 
 from __future__ import annotations
@@ -39,12 +41,11 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_width, replace_module
 from peftbench.methods.layers.bottleneck import (
     Bottleneck,
     ParallelAdapter,
     adapter_blocks,
-    block_width,
     reference_tensor,
 )
 from peftbench.methods.layers.checks import (
@@ -94,7 +95,7 @@ def apply_adaptformer(model: nn.Module, cfg: AdaptFormerConfig, method: str = "a
     Returns:
         The same model, adapted in place.
     """
-    for name, block in adapter_blocks(model, method):
+    for name, block in adapter_blocks(model, method, needs=("mlp", "norm2")):
         width, like = block_width(block), reference_tensor(block)
         branch = Bottleneck(
             width, cfg.dim, "relu", cfg.dropout, "kaiming_zero", 0.0, like, layernorm=cfg.layernorm == "in"
@@ -112,7 +113,15 @@ class AdaptFormer(PeftMethod[AdaptFormerConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = AdaptFormerConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    notes = {
+        "layerscale": "branch inside the layer scale: ls(mlp(norm2(x)) + s B(x)) (PETL_Vision on DINOv2)",
+        "swiglu": "the SwiGLU MLP is the frozen path as it is",
+    }
+    refusals = {
+        "convnext": "its branch reads the residual stream beside a pre-norm FFN; a ConvNeXt block's MLP reads the "
+        "depthwise conv's normalised output, so there is no such stream (use adapter or parallel_adapter)"
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_adaptformer(model, self.config, self.name)

@@ -29,7 +29,8 @@ publishes no image-classification count; its README lists 11M tunable for ViT-B/
 adapters (3 x 12 x 295,872 = 10,651,392 plus the temporal embedding and the Kinetics head). Deliberate
 deviations: the reference puts drop-path on the MLP adapter only and none on the MLP or the spatial
 branch; wrapping ``attn`` / ``mlp`` puts both under timm's ``drop_path1`` / ``drop_path2``, identical
-with drop-path 0 (the harness default).
+with drop-path 0 (the harness default). On Eva (EVA-02, DINOv3) the same two wrappers apply; on LayerScale
+backbones both adapters sit inside the layer scale (see :mod:`~peftbench.methods.layers.bottleneck`).
 """
 
 from __future__ import annotations
@@ -40,13 +41,12 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_width, replace_module
 from peftbench.methods.layers.bottleneck import (
     Bottleneck,
     ParallelAdapter,
     SequentialAdapter,
     adapter_blocks,
-    block_width,
     reference_tensor,
 )
 from peftbench.methods.layers.checks import check_choice, is_positive_number
@@ -95,7 +95,8 @@ def apply_aim(model: nn.Module, cfg: AIMConfig, method: str = "aim") -> nn.Modul
         The same model, adapted in place.
     """
     kinds = ADAPTERS[cfg.adapters]
-    for name, block in adapter_blocks(model, method):
+    needs = tuple(sub for kind, sub in (("spatial", "attn"), ("mlp", "mlp")) if kind in kinds)
+    for name, block in adapter_blocks(model, method, needs=needs):
         width, like = block_width(block), reference_tensor(block)
         hidden = int(width * cfg.mlp_ratio)
         if hidden < 1:
@@ -119,7 +120,15 @@ class AIM(PeftMethod[AIMConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = AIMConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    notes = {
+        "layerscale": "both adapters inside the layer scale (PETL_Vision's placement on DINOv2)",
+        "rope": "the rotary embeddings reach the wrapped attention unchanged",
+    }
+    refusals = {
+        "convnext": "AIM adapts the self-attention and MLP of transformer blocks (its spatial adapter follows "
+        "attention), and ConvNeXt blocks have no attention (use parallel_adapter for an MLP-side adapter)"
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_aim(model, self.config, self.name)

@@ -25,8 +25,10 @@ Structure (wrap, never patch): ``block.attn`` and ``block.mlp`` become
 :class:`~peftbench.methods.layers.bottleneck.ParallelAdapter` s (they already receive LN1(x) /
 LN2(x)), whose branch is a :class:`ConvBypass`. The grid (H, W) and the number of prefix tokens are read
 from the model (``patch_embed.grid_size``, ``num_prefix_tokens``), so any fixed image size works (4x4
-on the test models, 14x14 on ViT-B/16 at 224). Swin raises: its attention sees shifted windows, and the
-bypass needs the whole feature map. Deliberate deviation: the reference draws separate drop-path masks
+on the test models, 14x14 on ViT-B/16 at 224), with or without a class token: DINOv2's and DINOv3's
+registers take the centre tap like the class token, SigLIP has no prefix token. Eva blocks (EVA-02, DINOv3)
+take the same two wrappers; the rotary embeddings reach the wrapped attention unchanged. Swin raises: its
+attention sees shifted windows, and the bypass needs the whole feature map. Deliberate deviation: the reference draws separate drop-path masks
 for the sub-layer and its bypass; here both share ``drop_path1`` / ``drop_path2`` (identical with the
 harness's default drop-path 0).
 """
@@ -41,12 +43,11 @@ from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_width, replace_module
 from peftbench.methods.layers.bottleneck import (
     ParallelAdapter,
     QuickGELU,
     adapter_blocks,
-    block_width,
     init_projections,
     reference_tensor,
 )
@@ -235,7 +236,18 @@ class Convpass(PeftMethod[ConvpassConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = ConvpassConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    notes = {
+        "registers": "register tokens take the conv's centre tap, as the class token",
+        "map_head": "no prefix token: every token is a patch on the grid",
+        "layerscale": "bypasses inside the layer scale (PETL_Vision's placement on DINOv2)",
+        "rope": "the rotary embeddings reach the wrapped attention unchanged",
+    }
+    refusals = {
+        "swin": "its attention sees shifted windows, and the bypass needs the whole patch grid",
+        "convnext": "Convpass is a convolutional bypass for the token blocks of a ViT; a ConvNeXt block is "
+        "already a convolution on the grid",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_convpass(model, self.config, self.name)

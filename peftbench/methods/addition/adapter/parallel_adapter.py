@@ -22,6 +22,12 @@ rate, 0): r = 64, s = 0.1, down kaiming-uniform, up and biases zero (identity at
 Count on ViT-B/16 without head: 12 x (768*64 + 64 + 64*768 + 768) = 1,189,632; no VTAB-1k table prints this
 configuration on its own (analytic count).
 
+Backbones: ViT, Swin, Eva (every site; Eva's rotary embeddings reach the wrapped attention or block as keyword
+arguments) and ConvNeXt (``mlp`` only: the tuner beside the block's channels-last MLP reads the MLP's input,
+``norm(conv_dw(x))``; ConvNeXt blocks have no attention, and a block-level tuner would read a channels-first
+map, so ``attn`` and ``block`` are refused there). On LayerScale backbones the ``attn`` / ``mlp`` tuners sit
+inside the layer scale (see :mod:`~peftbench.methods.layers.bottleneck`); the ``block`` tuner is outside it.
+
 Wrap, never patch: the operation becomes the ``base_layer`` of a
 :class:`~peftbench.methods.layers.bottleneck.ParallelAdapter`. Works on ViT and Swin (timm's pre-norm
 ``Block`` / ``SwinTransformerBlock``; the bottleneck is token-wise, so Swin's window layout does not matter).
@@ -38,14 +44,13 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_width, replace_module
 from peftbench.methods.layers.bottleneck import (
     ACTIVATIONS,
     INITS,
     Bottleneck,
     ParallelAdapter,
     adapter_blocks,
-    block_width,
     reference_tensor,
 )
 from peftbench.methods.layers.checks import (
@@ -106,7 +111,8 @@ def apply_parallel_adapters(model: nn.Module, cfg: ParallelAdapterConfig, method
     Returns:
         The same model, adapted in place.
     """
-    blocks = adapter_blocks(model, method)
+    needs = {"attn": ("attn",), "mlp": ("mlp",), "block": ("tokens",)}
+    blocks = adapter_blocks(model, method, needs=tuple(n for site in cfg.sites for n in needs[site]))
     for site in (s for s in SITES if s in cfg.sites):  # attn, mlp before block: the block wrap hides them
         for name, block in blocks:
             width, like = block_width(block), reference_tensor(block)
@@ -123,7 +129,11 @@ class ParallelAdapterMethod(PeftMethod[ParallelAdapterConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = ParallelAdapterConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "layerscale": "attn / mlp tuners inside the layer scale, the block tuner outside it",
+        "convnext": "sites: [mlp] only (beside the channels-last MLP, reading its input)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_parallel_adapters(model, self.config, self.name)

@@ -36,6 +36,11 @@ Wrap, never patch: ``block.attn`` (timm ``Attention`` in ViT, ``WindowAttention`
 attention itself is computed with ``torch.nn.functional.scaled_dot_product_attention``. On Swin the same
 prefixes serve every window; the relative-position bias and the shifted-window mask apply to the token
 keys only (prefix keys have no position). Prefix keys skip a q/k normalisation (none on the tables' ViTs).
+Eva (EVA-02, DINOv3): queries, keys and values come from the fused ``qkv`` or from EVA-02's separate
+``q_proj`` / ``k_proj`` / ``v_proj`` (:func:`~peftbench.methods.layers.blocks.block_sites`); the token queries
+and keys get their rotary position exactly as in Eva's attention (timm's ``apply_rot_embed_cat`` on the tokens
+after the class and register tokens), the prefix keys get **no rotary position** (as they get no position
+bias on Swin), and Eva's inner attention norm (``scale_attn_inner``) and gate run as in the original.
 """
 
 from __future__ import annotations
@@ -44,11 +49,12 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from timm.layers import apply_rot_embed_cat
 from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.blocks import LinearSite, block_sites, replace_module, transformer_blocks
 
 FORMS = ("direct", "mlp", "patt")
 
@@ -91,14 +97,16 @@ class PrefixConfig(MethodConfig):
 class PrefixAttention(PeftModule):
     """Multi-head self-attention of ``base_layer`` with learned key/value prefixes (or the PATT branch)."""
 
-    def __init__(self, base_layer: nn.Module, cfg: PrefixConfig) -> None:
+    def __init__(self, base_layer: nn.Module, cfg: PrefixConfig, site: LinearSite) -> None:
         super().__init__()
         self.base_layer = base_layer
-        qkv: nn.Linear = base_layer.qkv
+        # the q|k|v projection: one fused Linear, or three (EVA-02), as paths relative to base_layer
+        self.qkv_paths = tuple(p.name.removeprefix(f"{site.block}.attn.") for p in site.parts)
+        weight = site.parts[0].layer.weight
         self.form, self.scale = cfg.form, cfg.scale
         self.num_heads = base_layer.num_heads
-        self.attn_dim = qkv.out_features // 3  # H * head_dim
-        dim, kw = qkv.in_features, {"dtype": qkv.weight.dtype, "device": qkv.weight.device}
+        self.attn_dim = site.out_features // 3  # H * head_dim
+        dim, kw = site.in_features, {"dtype": weight.dtype, "device": weight.device}
         self.dropout = nn.Dropout(cfg.dropout)
         if cfg.form == "direct":
             self.prefix_key = nn.Parameter(
@@ -114,7 +122,7 @@ class PrefixAttention(PeftModule):
                 nn.Linear(dim, cfg.mid_dim, **kw), nn.Tanh(), nn.Linear(cfg.mid_dim, 2 * self.attn_dim, **kw)
             )
         else:  # patt
-            bias = qkv.bias is not None
+            bias = any(p.layer.bias is not None for p in site.parts)
             self.branch = nn.Sequential(
                 nn.Linear(dim, cfg.mid_dim, bias=bias, **kw),
                 nn.Tanh(),
@@ -154,21 +162,32 @@ class PrefixAttention(PeftModule):
             bias = extra if bias is None else bias + extra
         return bias
 
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q, k, v of the frozen projection(s), each ``(B, H, N, hd)``."""
+        outs = [self.base_layer.get_submodule(path)(x) for path in self.qkv_paths]
+        qkv = outs[0].chunk(3, dim=-1) if len(outs) == 1 else outs
+        return tuple(self._heads(t) for t in qkv)
+
     def forward(
         self,
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
         mask: torch.Tensor | None = None,
+        rope: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if is_causal:
             raise MethodNotSupportedError(
                 "prefix tuning is defined for bidirectional attention, not is_causal=True"
             )
         base, (b, n, _) = self.base_layer, x.shape
-        q, k, v = (self._heads(t) for t in base.qkv(x).chunk(3, dim=-1))  # each (B, H, N, hd)
+        q, k, v = self._project(x)  # each (B, H, N, hd)
         if getattr(base, "q_norm", None) is not None:
             q, k = base.q_norm(q), base.k_norm(k)
+        if rope is not None:  # Eva: rotate the patch tokens' queries and keys, as its own attention does
+            npt, half = int(base.num_prefix_tokens), bool(getattr(base, "rotate_half", False))
+            q = torch.cat((q[:, :, :npt], apply_rot_embed_cat(q[:, :, npt:], rope, half=half)), dim=2).type_as(v)
+            k = torch.cat((k[:, :, :npt], apply_rot_embed_cat(k[:, :, npt:], rope, half=half)), dim=2).type_as(v)
         bias = self._bias(x, attn_mask, mask)  # (B|1, H, N, N) or None
         if self.form == "patt":
             delta = self.dropout(self.branch(x))  # (B, N, 2 * H * hd)
@@ -198,14 +217,21 @@ class PrefixTuning(PeftMethod[PrefixConfig]):
     family = "addition"
     subfamily = "prefix"
     config_cls = PrefixConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {"convnext": "a ConvNeXt block has no attention whose keys and values could take prefixes"}
+    notes = {
+        "rope": "token queries/keys rotated as in Eva's attention; prefix keys get no rotary position",
+        "qkv_separate": "keys and values from k_proj / v_proj",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
-        for name, block in transformer_blocks(model):
-            if not hasattr(block.attn, "qkv") or not isinstance(block.attn.qkv, nn.Linear):
+        blocks = transformer_blocks(model)
+        for site, (name, block) in zip(block_sites(model, "qkv", blocks), blocks, strict=True):
+            if not site.parts[0].name.startswith(f"{name}.attn.") or not hasattr(block.attn, "num_heads"):
                 raise MethodNotSupportedError(
-                    f"method 'prefix' needs attention with a fused qkv Linear; {name}.attn is {type(block.attn).__name__}"
+                    f"method 'prefix' needs timm's attention module at {name}.attn with its q|k|v projection; "
+                    f"found {type(block.attn).__name__}"
                 )
-            replace_module(model, f"{name}.attn", PrefixAttention(block.attn, self.config))
+            replace_module(model, f"{name}.attn", PrefixAttention(block.attn, self.config, site))
         return model

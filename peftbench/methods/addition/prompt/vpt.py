@@ -32,9 +32,16 @@ Defaults and parameter counts (ViT-B/16, head excluded):
 
 Structure (wrap, never patch): ``model.norm_pre`` (runs right after the position embedding) is wrapped by
 :class:`PromptInserter`; for deep, blocks 1..L-1 are wrapped by :class:`DeepPromptBlock`. Prompts go after
-all prefix tokens (``num_prefix_tokens``: CLS, plus register tokens where the model has them) and bypass
-``norm_pre`` (an Identity on the ViTs of the tables). Pooling must be timm's ``token`` pooling: average or
-attention pooling would mix the prompts into the feature, so those models raise.
+all prefix tokens (``num_prefix_tokens``: the class token and DINOv2's / DINOv3's registers; none on SigLIP)
+and bypass ``norm_pre``: they are learned in the input space of the first block, VPT's ``[x_0, P, E_0]``
+(CLIP's ``ln_pre`` normalises the patch embeddings only; PETL_Vision's VPT also inserts after ``norm_pre``,
+MaPLe's CLIP prompts pass through it). Heads: after the last block the prompt outputs are dropped
+(:class:`~peftbench.methods.layers.tokens.ExtraTokenRemover` on the final ``norm``), so the head pools what it
+pools without prompts: the class token (VPT's own rule), EVA-02's patch average, SigLIP's attention pool over
+the patch tokens. Rotary position embeddings (EVA-02, DINOv3): prompts get **no rotary position**, as the
+class and register tokens (:class:`~peftbench.methods.layers.tokens.RotaryFreeTokens` pads the rotary table
+with identity rotations), and keep only their learned value, as on a ViT with absolute positions, where
+VPT's prompts get no position embedding either. LayerScale does not touch the prompts.
 Deliberate deviation: none in the forward pass; VPT on Swin is a different variant (prompts per window
 and stage, ``vit_prompt/swin_transformer.py``) and is not implemented here: Swin raises.
 """
@@ -48,9 +55,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
 from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.tokens import like_tensor, prepare_extra_tokens
 
 AUTO = "auto"
 
@@ -195,26 +203,11 @@ class DeepPromptBlock(_PromptWrapper):
         return self.base_layer(x, *args, **kwargs)
 
 
-def check_token_pooling(model: nn.Module, method: str) -> None:
-    """Raise unless the classifier reads the class token only (so prompts never reach the head directly)."""
-    pool = getattr(model, "global_pool", None)
-    if (
-        getattr(model, "attn_pool", None) is not None
-        or pool != "token"
-        or not getattr(model, "has_class_token", False)
-    ):
-        raise MethodNotSupportedError(
-            f"method {method!r} inserts prompt tokens and needs a ViT whose head reads the class token "
-            f"(timm global_pool='token' with a class token); this model has global_pool={pool!r}. "
-            "Build the backbone with global_pool='token' (the default of the ViT-B/16 backbones)."
-        )
-
-
 def insert_prompts(model: nn.Module, length: int, dropout: float, deep: bool) -> nn.Module:
-    """Put VPT prompts into a timm ViT in place.
+    """Put VPT prompts into a timm ViT or Eva in place.
 
     Args:
-        model: timm VisionTransformer with class-token pooling.
+        model: timm VisionTransformer or Eva (any pooling).
         length: p, prompt tokens per layer.
         dropout: prompt dropout.
         deep: fresh prompts before every block (True) or only at the input (False).
@@ -225,7 +218,8 @@ def insert_prompts(model: nn.Module, length: int, dropout: float, deep: bool) ->
     dim, num_prefix = model.embed_dim, model.num_prefix_tokens
     ph, pw = model.patch_embed.patch_size
     bound = math.sqrt(6.0 / float(3 * ph * pw + dim))
-    like = model.pos_embed if isinstance(getattr(model, "pos_embed", None), torch.Tensor) else model.cls_token
+    like = like_tensor(model)
+    prepare_extra_tokens(model, "after_prefix", length)  # no rotary position; dropped before the head's pooling
     replace_module(
         model, "norm_pre", PromptInserter(model.norm_pre, length, dim, num_prefix, bound, dropout, like)
     )
@@ -242,12 +236,23 @@ class VPTShallow(PeftMethod[VPTConfig]):
     family = "addition"
     subfamily = "prompt"
     config_cls = VPTConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    refusals = {
+        "swin": "VPT on Swin is a different variant (prompts per window and stage, KMnP/vpt "
+        "vit_prompt/swin_transformer.py) that is not implemented here",
+        "convnext": "a ConvNeXt has no token sequence to insert prompts into",
+    }
+    notes = {
+        "registers": "prompts after the class and register tokens",
+        "norm_pre": "prompts bypass norm_pre (learned in the first block's input space, as PETL_Vision)",
+        "map_head": "prompt outputs dropped before the attention pool; prompts after 0 prefix tokens",
+        "avg_pool": "prompt outputs dropped before the average over patch tokens",
+        "rope": "prompts get no rotary position (identity rotation), as class and register tokens",
+    }
     deep: ClassVar[bool] = False  # fresh prompts before every block
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
-        check_token_pooling(model, self.name)
         cfg: VPTConfig = self.config
         return insert_prompts(model, cfg.length_for(), cfg.dropout, self.deep)
 

@@ -29,20 +29,29 @@ VTAB-1k table.
 Deliberate deviations: the side network starts from random init (timm ``Block`` init), which is the official
 CLIP-ViL code's default (``load_side_pretrained_weights=""``); the paper's GLUE/VL-T5 runs instead initialise it
 from the backbone, structurally pruned by Fisher information (``fisher-v2``), which needs task data and a
-backward pass before training and is not implemented. ViT only: Swin's stages change width and token count
-(patch merging), which LST's ladder does not define; Swin raises.
+backward pass before training and is not implemented. ViT and Eva: Swin's stages change width and token count
+(patch merging), which LST's ladder does not define; Swin raises, as ConvNeXt (no token sequence).
 
 Structure (wrap, never patch): ``model.blocks`` -> :class:`LadderSideNetwork` (base_layer = the frozen blocks,
 run under ``torch.no_grad()``; returns the side hidden states, B x N x d), ``model.norm`` -> :class:`SideOutput`
 (the side network's final LayerNorm + up-projection take the place of the backbone's final norm, which is kept
 as its frozen, unused ``base_layer``). Pooling and the timm head are unchanged, so the harness's head is the
 classifier.
+
+Other backbones: the ladders read every block's output whatever its inside (registers, LayerScale, CLIP's
+``norm_pre`` before the first block all stay in the frozen path). On Eva the blocks sit in a one-element
+``ModuleList`` holding the :class:`LadderSideNetwork`, which passes Eva's rotary embeddings on to the frozen
+blocks; the side blocks are plain pre-norm timm ``Block`` s (GELU MLP with the backbone's hidden-to-width ratio,
+8/3 on EVA-02's SwiGLU; no rotary embeddings), a stated choice: LST's side network is the backbone shrunk, and
+the reference's side network is a plain transformer of the backbone's type. SigLIP's attention-pool head and
+EVA-02's average pool + ``fc_norm`` stay frozen and pool the side output, as the class token does on ViT-B/16.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from typing import Any
 
 import torch
 from timm.models.vision_transformer import Block
@@ -50,7 +59,8 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import backbone_family, block_sites, replace_module, transformer_blocks
+from peftbench.methods.layers.tokens import like_tensor
 
 
 @dataclasses.dataclass
@@ -119,14 +129,14 @@ class LadderSideNetwork(PeftModule):
             }
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         x = x.detach()  # (B, N, D): nothing flows back into the embeddings either
         side = self.first_downsample(x)  # (B, N, d)
         gates = torch.sigmoid(self.gates / self.temperature)  # (S,)
         slot = {i: s for s, i in enumerate(self.layers)}
         for i, block in enumerate(self.base_layer):
             with torch.no_grad():  # the backbone keeps no activations for backward
-                x = block(x)  # (B, N, D)
+                x = block(x, **kwargs)  # (B, N, D); Eva: rotary embeddings
             if i in slot:
                 g = gates[slot[i]]
                 side = g * side + (1 - g) * self.downsamples[str(i)](x)  # ladder: mix in backbone block i
@@ -151,10 +161,10 @@ class SideOutput(PeftModule):
 
 
 def apply_lst(model: nn.Module, cfg: LSTConfig) -> nn.Module:
-    """Attach a ladder side network to a timm ViT in place.
+    """Attach a ladder side network to a timm ViT or Eva in place.
 
     Args:
-        model: timm VisionTransformer.
+        model: timm VisionTransformer or Eva.
         cfg: LST options.
 
     Returns:
@@ -162,9 +172,11 @@ def apply_lst(model: nn.Module, cfg: LSTConfig) -> nn.Module:
     """
     blocks = model.blocks
     dim, depth = model.embed_dim, len(blocks)
-    attn = blocks[0].attn
-    num_heads, qkv_bias = attn.num_heads, attn.qkv.bias is not None
-    mlp_ratio = blocks[0].mlp.fc1.out_features / dim
+    first = transformer_blocks(model)[:1]
+    qkv, mlp_in = block_sites(model, "qkv", first)[0], block_sites(model, "mlp_in", first)[0]
+    num_heads = blocks[0].attn.num_heads
+    qkv_bias = any(p.layer.bias is not None for p in qkv.parts)
+    mlp_ratio = mlp_in.parts[0].layer.out_features / dim  # SwiGLU: one branch's hidden width
     r = cfg.reduction_factor
     if dim % r or (dim // r) % num_heads:
         valid = [f for f in range(1, dim + 1) if dim % f == 0 and (dim // f) % num_heads == 0]
@@ -177,10 +189,12 @@ def apply_lst(model: nn.Module, cfg: LSTConfig) -> nn.Module:
         raise ConfigError(
             f"lst side_layers {layers} name blocks beyond this backbone's {depth} (valid: 0..{depth - 1})"
         )
-    like = model.cls_token if getattr(model, "cls_token", None) is not None else attn.qkv.weight
+    like = like_tensor(model)
     side = LadderSideNetwork(blocks, dim, num_heads, mlp_ratio, qkv_bias, layers, cfg)
+    side = side.to(dtype=like.dtype, device=like.device)
     out = SideOutput(model.norm, dim // r, dim, cfg.bias)
-    replace_module(model, "blocks", side.to(dtype=like.dtype, device=like.device))
+    # Eva iterates its blocks, passing the rotary embeddings to each: one element holding the side network
+    replace_module(model, "blocks", nn.ModuleList([side]) if backbone_family(model) == "eva" else side)
     replace_module(model, "norm", out.to(dtype=like.dtype, device=like.device))
     return model
 
@@ -192,7 +206,18 @@ class LadderSideTuning(PeftMethod[LSTConfig]):
     family = "addition"
     subfamily = "side"
     config_cls = LSTConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    refusals = {
+        "swin": "Swin's stages change width and token count (patch merging), which LST's ladders do not define",
+        "convnext": "LST's side network is a transformer fed token by token from every block; a ConvNeXt has "
+        "no token sequence",
+    }
+    notes = {
+        "rope": "rotary embeddings pass to the frozen blocks; the side blocks are plain ViT blocks without them",
+        "swiglu": "side blocks use a GELU MLP at the backbone's hidden ratio (8/3)",
+        "map_head": "the frozen attention pool reads the side network's up-projected output",
+        "avg_pool": "the frozen average pool + fc_norm read the side network's up-projected output",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)

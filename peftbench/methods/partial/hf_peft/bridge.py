@@ -4,9 +4,13 @@
   :meth:`HFPeftMethod.apply` imports it and, when missing, raises
   :class:`~peftbench.errors.MethodNotSupportedError` telling to ``pip install -e ".[peft]"``.
 * **Targets are chosen structurally.** A preset (``qkv``, ``qkv_proj``, ``mlp``, ``all_linear``,
-  ``qkv_fc2``) names block-relative ``nn.Linear`` paths; they are resolved on the transformer blocks of the
-  timm ViT/Swin and handed to PEFT as the exact list of qualified module names, so PEFT's own name matching
-  cannot pick anything else.
+  ``qkv_fc2``) names logical maps of every block (:func:`~peftbench.methods.layers.blocks.block_sites`); they
+  are resolved to their ``nn.Linear`` s and handed to PEFT as the exact list of qualified module names, so
+  PEFT's own name matching cannot pick anything else. PEFT adapts whole ``nn.Linear`` modules and shares no
+  factor across modules: on EVA-02's separate q / k / v projections (and its SwiGLU's two input Linears) the
+  ``qkv`` (``mlp``) target adapts the same outputs as on a fused layer, with one tuner per projection (a LoRA
+  pair each, not one pair split over them: ``lora`` shares A as the fused layer does). ConvNeXt blocks have
+  no attention: only ``targets: mlp`` (their channels-last ``fc1`` / ``fc2``) is defined there.
 * **Injection** instantiates PEFT's tuner class for the config (what ``peft.inject_adapter_in_model`` does),
   which replaces each target in place by a PEFT tuner layer keeping the original as ``base_layer``. The tuner
   object itself is dropped; tuners with shared state (VeRA's frozen projections) keep it referenced from
@@ -30,20 +34,20 @@ from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import C, MethodConfig, PeftMethod, method_owned_parameters
-from peftbench.methods.layers.blocks import replace_module
-from peftbench.methods.layers.mergeable import block_linears
+from peftbench.methods.layers.blocks import backbone_family, block_sites, replace_module
 
 ADAPTER = "default"  # PEFT adapter name used for the single task adapter
 INSTALL_HINT = 'pip install -e ".[peft]"'
 
-# preset -> block-relative nn.Linear paths (timm ViT and Swin blocks share them)
+# preset -> logical maps of every block (see peftbench.methods.layers.blocks.SITES)
 TARGETS: dict[str, tuple[str, ...]] = {
-    "qkv": ("attn.qkv",),
-    "qkv_proj": ("attn.qkv", "attn.proj"),
-    "mlp": ("mlp.fc1", "mlp.fc2"),
-    "all_linear": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"),
-    "qkv_fc2": ("attn.qkv", "mlp.fc2"),
+    "qkv": ("qkv",),
+    "qkv_proj": ("qkv", "proj"),
+    "mlp": ("mlp_in", "mlp_out"),
+    "all_linear": ("qkv", "proj", "mlp_in", "mlp_out"),
+    "qkv_fc2": ("qkv", "mlp_out"),
 }
+ATTENTION_SITES = ("qkv", "proj")
 
 
 def import_peft(method: str) -> ModuleType:
@@ -99,18 +103,23 @@ class HFTargetsConfig(MethodConfig):
 
 
 def target_names(model: nn.Module, targets: str, only: tuple[str, ...] | None = None) -> list[str]:
-    """Qualified names of the Linears a preset selects, block by block.
+    """Qualified names of the Linears a preset selects, map by map.
 
     Args:
-        model: timm ViT or Swin.
+        model: timm ViT, Eva, Swin or ConvNeXt (``mlp`` targets only).
         targets: a key of :data:`TARGETS`.
-        only: keep only these block-relative paths (e.g. IA3's feed-forward layers).
+        only: keep only these logical maps (e.g. IA3's feed-forward ``mlp_out``).
 
     Returns:
         Module names as ``model.named_modules()`` spells them.
     """
-    paths = [p for p in TARGETS[targets] if only is None or p in only]
-    return [name for path in paths for name, _ in block_linears(model, path)]
+    sites = [site for site in TARGETS[targets] if only is None or site in only]
+    if backbone_family(model) == "convnext" and any(site in ATTENTION_SITES for site in sites):
+        raise MethodNotSupportedError(
+            f"PEFT-bridge targets={targets!r} adapts attention, which ConvNeXt blocks do not have; set "
+            "method.targets=mlp (every block's mlp.fc1 and mlp.fc2)"
+        )
+    return [part.name for site in sites for s in block_sites(model, site) for part in s.parts]
 
 
 class HFPeftMethod(PeftMethod[C]):
@@ -118,13 +127,18 @@ class HFPeftMethod(PeftMethod[C]):
 
     Attributes:
         peft_config_name: class name of the PEFT config (``LoraConfig``, ...).
-        feedforward_paths: block-relative targets that scale their input instead of their output (IA3).
+        feedforward_paths: logical maps (of the targets) that scale their input instead of their output (IA3).
     """
 
     family = "partial"
     subfamily = "hf_peft"
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "qkv_separate": "one PEFT tuner per projection (PEFT shares nothing across modules)",
+        "swiglu": "one PEFT tuner per SwiGLU input Linear",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }
     peft_config_name: ClassVar[str]
     feedforward_paths: ClassVar[tuple[str, ...]] = ()
 
@@ -144,7 +158,13 @@ class HFPeftMethod(PeftMethod[C]):
         config = self.build_peft_config(model)
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 
-        PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](model, config, adapter_name=ADAPTER)
+        try:
+            PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](model, config, adapter_name=ADAPTER)
+        except ValueError as exc:  # PEFT checks its options against each layer's shape (e.g. FourierFT)
+            raise ConfigError(
+                f"method {self.name!r}: PEFT refuses these options on this backbone's layers: {exc}. Change the "
+                f"method's options (method.<key>=...) or its targets (method.targets=...)"
+            ) from None
         return model
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:

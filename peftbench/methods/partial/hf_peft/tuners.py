@@ -22,7 +22,8 @@ method                  paper                                                   
 ======================  ==========================================================  ============
 
 Deviations forced by timm's fused qkv: PEFT adapts whole ``nn.Linear`` modules, so "q and v only" cannot be
-expressed (use the native ``lora_qv``), and (IA)^3 scales q as well as k and v.
+expressed (use the native ``lora_qv``), and (IA)^3 scales q as well as k and v. On EVA-02's separate q / k / v
+projections each gets its own tuner (see :mod:`~peftbench.methods.partial.hf_peft.bridge`).
 """
 
 from __future__ import annotations
@@ -192,6 +193,11 @@ class HFOFT(HFPeftMethod[HFOFTConfig]):
     name = "hf_oft"
     config_cls = HFOFTConfig
     peft_config_name = "OFTConfig"
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "PEFT's OFT layer takes any 4-D input for a convolution's feature map and unfolds it, and "
+        "ConvNeXt's MLP Linears read (B, H, W, C) maps"
+    }
 
     def peft_options(self) -> dict[str, Any]:
         c = self.config
@@ -256,7 +262,7 @@ class HFIA3(HFPeftMethod[HFIA3Config]):
     name = "hf_ia3"
     config_cls = HFIA3Config
     peft_config_name = "IA3Config"
-    feedforward_paths = ("mlp.fc2",)
+    feedforward_paths = ("mlp_out",)
 
     def peft_options(self) -> dict[str, Any]:
         return {}

@@ -27,7 +27,11 @@ that no single config reproduces). The scale s was swept per task over {0.01, 0.
 are the most frequent value in the released configs (TT: 1.0, 7 of 19 tasks; TK: 10.0, 9 of 19).
 Training recipe of the paper: AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, drop-path 0.1. For the
 few-shot FGVC experiments the paper uses FacT-TT with 61K parameters (r = 16: 2*768*16 + 144*256).
-ViT only: Swin's stages have different widths, so the factors cannot be shared as the paper defines them.
+ViT and Eva: Swin's and ConvNeXt's stages have different widths, so the factors cannot be shared as the paper
+defines them. On Eva, DINOv3's fused qkv is tensorised as ViT's; separate q/k/v projections would be three
+D x D sites (their Tucker columns in q, k, v order). EVA-02's SwiGLU MLP is refused: its two input maps and
+its output are 8D/3 = 2048 wide for D = 768, not a multiple of D, so they do not split into the D x D blocks
+the tensor is made of. LayerScale, registers and the pooling head do not touch the adapted Linears.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from torch import nn
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import C, MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module, transformer_blocks
-from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
+from peftbench.methods.layers.blocks import LinearSite, block_sites, replace_module, transformer_blocks
+from peftbench.methods.layers.mergeable import MergeableLinear, merge_linear_wrappers
 
 FACTORS_ATTR = "fact"  # where the shared factors live on the backbone (removed again by merge)
 
@@ -202,61 +206,63 @@ class FacTTKLinear(FacTLinear):
         return m.permute(2, 1, 0).reshape(self.count * rank, rank)  # (count*r, r), rows j*r + b
 
 
-def _check_vit(model: nn.Module) -> tuple[int, int]:
-    """(D, MLP ratio) of a timm ViT, checking the layer shapes FacT's tensorisation needs."""
+def _check_sites(model: nn.Module) -> tuple[int, int, dict[str, list[LinearSite]]]:
+    """(D, MLP ratio, the qkv / proj / mlp_in / mlp_out sites) of a ViT or Eva, checked for FacT's tensorisation."""
     dim = model.embed_dim
-    _, block = transformer_blocks(model)[0]
-    hidden = block.mlp.fc1.out_features
-    if hidden % dim or block.attn.qkv.out_features != 3 * dim or block.attn.qkv.in_features != dim:
+    sites = {name: block_sites(model, name, transformer_blocks(model)) for name in ("qkv", "proj", "mlp_in", "mlp_out")}
+    qkv, mlp_in = sites["qkv"][0], sites["mlp_in"][0]
+    hidden = mlp_in.parts[0].layer.out_features
+    if len(mlp_in.parts) != 1 or hidden % dim or qkv.out_features != 3 * dim or qkv.in_features != dim:
         raise MethodNotSupportedError(
-            f"FacT tensorises D x D weights: it needs qkv {dim}->{3 * dim} and an MLP hidden width that is a "
-            f"multiple of {dim}, got qkv {block.attn.qkv.in_features}->{block.attn.qkv.out_features}, "
-            f"hidden {hidden}"
+            f"FacT tensorises D x D weights: it needs qkv {dim}->{3 * dim} and one MLP input Linear whose width is a "
+            f"multiple of {dim}, got qkv {qkv.in_features}->{qkv.out_features} and {len(mlp_in.parts)} MLP input "
+            f"Linear(s) of width {hidden} (EVA-02's SwiGLU is 8D/3 wide)"
         )
-    return dim, hidden // dim
+    return dim, hidden // dim, sites
 
 
 class _FacT(PeftMethod[C]):
     family = "partial"
     subfamily = "reparameter"
     mergeable = True
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    refusals = {
+        "swin": "its factors are shared by every D x D weight of the network, and Swin's stages have different "
+        "widths",
+        "convnext": "its factors are shared by every D x D weight of a transformer, and ConvNeXt's stages have "
+        "different widths and no attention",
+    }
+    notes = {"rope": "rotary embeddings act after the projections and do not touch the tensorised weights"}
     tucker = False
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
-        dim, ratio = _check_vit(model)
+        dim, ratio, sites = _check_sites(model)
         per_block = 4 + 2 * ratio  # q, k, v, proj, fc1 chunks, fc2 chunks
         blocks = len(transformer_blocks(model))
         ref = model.patch_embed.proj.weight
         factors = FacTFactors(dim, cfg.rank, blocks * per_block if self.tucker else None).to(
             ref.device, ref.dtype
         )
-        # site: (block-relative path, groups_out, groups_in, first Tucker column in the block, columns,
-        # layout)
-        sites = (
-            ("attn.qkv", 3, 1, 0, 3, "stacked"),
-            ("attn.proj", 1, 1, 3, 1, "stacked"),
-            ("mlp.fc1", ratio, 1, 4, ratio, "fc1"),
-            ("mlp.fc2", 1, ratio, 4 + ratio, ratio, "fc2"),
-        )
-        for rel_path, g_out, g_in, col, count, layout in sites:
-            for b, (name, linear) in enumerate(block_linears(model, rel_path)):
-                if self.tucker:
-                    wrapper: FacTLinear = FacTTKLinear(
-                        linear,
-                        factors,
-                        g_out,
-                        g_in,
-                        cfg.scale,
-                        cfg.dropout,
-                        b * per_block + col,
-                        count,
-                        layout,
-                    )
-                else:
-                    wrapper = FacTTTLinear(linear, factors, g_out, g_in, cfg.scale, cfg.dropout)
-                replace_module(model, name, wrapper.to(ref.device, ref.dtype))
+        # site: (groups_out per slot, groups_in, first Tucker column in the block, columns per slot, layout)
+        layout = {
+            "qkv": (1, 1, 0, 1, "stacked"),
+            "proj": (1, 1, 3, 1, "stacked"),
+            "mlp_in": (ratio, 1, 4, ratio, "fc1"),
+            "mlp_out": (1, ratio, 4 + ratio, ratio, "fc2"),
+        }
+        for site_name, (g_out, g_in, col, count, kind) in layout.items():
+            for b, site in enumerate(sites[site_name]):
+                for part in site.parts:  # fused qkv: 3 slots in one Linear; EVA-style q/k/v: one each
+                    n, first = len(part.slots), part.slots[0]
+                    if self.tucker:
+                        start = b * per_block + col + first * count
+                        wrapper: FacTLinear = FacTTKLinear(
+                            part.layer, factors, g_out * n, g_in, cfg.scale, cfg.dropout, start, count * n, kind
+                        )
+                    else:
+                        wrapper = FacTTTLinear(part.layer, factors, g_out * n, g_in, cfg.scale, cfg.dropout)
+                    replace_module(model, part.name, wrapper.to(ref.device, ref.dtype))
         setattr(model, FACTORS_ATTR, factors)
         return model
 

@@ -29,6 +29,12 @@ Deliberate deviations from the reference code (bugs there, not in the paper's me
   never used; we use the v fast weights for v.
 The update is written in torch's (out, in) convention, i.e. the transpose of the reference's ``x @ H``;
 both factors are trainable, so the function family is the same.
+
+Backbones: the q and v maps are the ``qkv`` site's slots (:func:`~peftbench.methods.layers.blocks.block_sites`):
+slices of timm's fused qkv (ViT, Swin, DINOv3), or EVA-02's ``q_proj`` and ``v_proj``, where the q wrapper
+holds the block's ``kron_bias`` and the v wrapper reads it (one vector per block, as on the fused layer).
+Merging adds ``kron_bias`` to the q and v biases, so it is refused where they have none (DINOv3's bias-free
+qkv; ``bias: false`` merges there). ConvNeXt has no attention.
 """
 
 from __future__ import annotations
@@ -41,11 +47,10 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import LinearSite, block_sites, replace_module, transformer_blocks
 from peftbench.methods.layers.mergeable import (
     QKV_SLOTS,
     MergeableLinear,
-    block_linears,
     merge_linear_wrappers,
     scatter_slots,
 )
@@ -99,13 +104,24 @@ class SlowWeights(PeftModule):
         return self.slow_left @ self.slow_right
 
 
-class KAdaptationQKV(MergeableLinear):
-    """Adds ``s * sum_i A[p, i] kron (fast_up[p, i] @ fast_down[p, i]) x + kron_bias`` to slots q, v."""
+class KAdaptationLinear(MergeableLinear):
+    """Adds ``s * sum_i A[p, i] kron (fast_up[p, i] @ fast_down[p, i]) x + kron_bias`` to the adapted slots.
 
-    def __init__(self, base_layer: nn.Linear, slow: SlowWeights, cfg: KAdaptationConfig) -> None:
-        super().__init__(base_layer)
+    Args:
+        base_layer: the fused qkv (``num_slots`` 3, slots q and v adapted) or one of EVA-02's q / v projections.
+        slow: the shared slow weights (one set per adapted slot q, v).
+        cfg: the options.
+        num_slots: equal-width slots of ``base_layer``'s output.
+        adapted: ``(slot of this layer, slow-weight set)`` per adapted slot.
+        owner: the wrapper holding this block's ``kron_bias`` (None: this one does).
+    """
+
+    def __init__(self, base_layer: nn.Linear, slow: SlowWeights, cfg: KAdaptationConfig, num_slots: int = 3,
+                 adapted: tuple[tuple[int, int], ...] = ((0, 0), (2, 1)), owner: KAdaptationLinear | None = None,
+                 ) -> None:
+        super().__init__(base_layer, owner)
         n, r = cfg.kron_dim, cfg.rank
-        width = base_layer.out_features // 3
+        width = base_layer.out_features // num_slots
         if width % n or base_layer.in_features % n:
             common = math.gcd(width, base_layer.in_features)
             valid = [d for d in range(1, common + 1) if common % d == 0]
@@ -114,46 +130,64 @@ class KAdaptationQKV(MergeableLinear):
                 f"{width} out per slot); valid choices here: {valid}, e.g. method.kron_dim={valid[-1]}"
             )
         self._slow = (slow,)  # a reference: the slow weights are registered once, on the backbone
-        self.scale = cfg.scale
+        self.scale, self.num_slots = cfg.scale, num_slots
+        self.slots = tuple(slot for slot, _ in adapted)
+        self.slow_index = tuple(index for _, index in adapted)
         w = base_layer.weight
         self.fast_down = nn.Parameter(
-            torch.empty(len(ADAPTED), n, r, base_layer.in_features // n, dtype=w.dtype, device=w.device)
+            torch.empty(len(adapted), n, r, base_layer.in_features // n, dtype=w.dtype, device=w.device)
         )
         for p_i in self.fast_down.data.flatten(0, 1):  # (r, in/n) each
             nn.init.xavier_uniform_(p_i, gain=2**0.5)
         self.fast_up = nn.Parameter(
-            torch.zeros(len(ADAPTED), n, width // n, r, dtype=w.dtype, device=w.device)
+            torch.zeros(len(adapted), n, width // n, r, dtype=w.dtype, device=w.device)
         )
-        self.kron_bias = (
-            nn.Parameter(torch.zeros(width, dtype=w.dtype, device=w.device)) if cfg.bias else None
-        )
+        if owner is None:
+            self.kron_bias = (
+                nn.Parameter(torch.zeros(width, dtype=w.dtype, device=w.device)) if cfg.bias else None
+            )
         self.weight_dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def slot_delta(self) -> torch.Tensor:
-        """The q and v weight updates, shape (2, W, in)."""
-        a = self._slow[0].matrices()  # (P, n, n, n)
+        """The adapted slots' weight updates, shape (P, W, in)."""
+        a = self._slow[0].matrices()[list(self.slow_index)]  # (P, n, n, n)
         b = self.fast_up @ self.fast_down  # (P, n, W/n, in/n)
         p, n, bo, bi = b.shape
         kron = torch.einsum("pixy,pijk->pxjyk", a, b).reshape(p, n * bo, n * bi)  # sum_i A_i kron B_i
         return self.scale * kron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        delta = self.weight_dropout(self.slot_delta())  # (2, W, in)
-        d = torch.einsum("...i,pwi->...pw", x, delta)  # (..., 2, W)
-        if self.kron_bias is not None:
-            d = d + self.kron_bias
-        return self.base_layer(x) + scatter_slots(d, ADAPTED, 3)
+        delta = self.weight_dropout(self.slot_delta())  # (P, W, in)
+        d = torch.einsum("...i,pwi->...pw", x, delta)  # (..., P, W)
+        bias = self.owner.kron_bias
+        if bias is not None:
+            d = d + bias
+        return self.base_layer(x) + scatter_slots(d, self.slots, self.num_slots)
 
     def delta_weight(self) -> torch.Tensor:
-        delta = self.slot_delta()  # (2, W, in)
-        full = delta.new_zeros(3, *delta.shape[1:])
-        index = torch.tensor(ADAPTED, device=delta.device)
+        delta = self.slot_delta()  # (P, W, in)
+        full = delta.new_zeros(self.num_slots, *delta.shape[1:])
+        index = torch.tensor(self.slots, device=delta.device)
         return full.index_copy(0, index, delta).reshape(self.out_features, self.in_features)
 
     def delta_bias(self) -> torch.Tensor | None:
-        if self.kron_bias is None:
+        bias = self.owner.kron_bias
+        if bias is None:
             return None
-        return scatter_slots(self.kron_bias.expand(len(ADAPTED), -1), ADAPTED, 3)  # (3W,), zero for k
+        return scatter_slots(bias.expand(len(self.slots), -1), self.slots, self.num_slots)  # zero for k
+
+
+def wrap_qkv(site: LinearSite, slow: SlowWeights, cfg: KAdaptationConfig) -> list[tuple[str, KAdaptationLinear]]:
+    """KAdaptation wrappers for one block's q|k|v map: the fused Linear, or EVA-02's q and v projections."""
+    out: list[tuple[str, KAdaptationLinear]] = []
+    owner: KAdaptationLinear | None = None
+    for part in site.parts:
+        adapted = tuple((i, ADAPTED.index(s)) for i, s in enumerate(part.slots) if s in ADAPTED)
+        if adapted:
+            wrapper = KAdaptationLinear(part.layer, slow, cfg, len(part.slots), adapted, owner)
+            owner = owner or wrapper
+            out.append((part.name, wrapper))
+    return out
 
 
 class KAdaptation(PeftMethod[KAdaptationConfig]):
@@ -164,15 +198,21 @@ class KAdaptation(PeftMethod[KAdaptationConfig]):
     subfamily = "reparameter"
     config_cls = KAdaptationConfig
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {"convnext": "it adapts the query and value projections of attention, which ConvNeXt lacks"}
+    notes = {
+        "qkv_separate": "q_proj and v_proj; one kron_bias per block shared by both",
+        "bias_free_linear": "merge refused where q/v have no bias (kron_bias needs one; bias=false merges)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: KAdaptationConfig = self.config
-        sites = block_linears(model, "attn.qkv")
-        ref = sites[0][1].weight
+        sites = block_sites(model, "qkv", transformer_blocks(model))
+        ref = sites[0].parts[0].layer.weight
         slow = SlowWeights(cfg.kron_dim).to(ref.device, ref.dtype)
-        for name, linear in sites:
-            replace_module(model, name, KAdaptationQKV(linear, slow, cfg))
+        for site in sites:
+            for name, wrapper in wrap_qkv(site, slow, cfg):
+                replace_module(model, name, wrapper)
         setattr(model, SLOW_ATTR, slow)
         return model
 

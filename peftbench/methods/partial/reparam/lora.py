@@ -20,9 +20,18 @@ Two registered forms, because the VTAB-1k tables and the paper disagree on the s
   slices of timm's fused qkv (k untouched), scaled by alpha / r with alpha = 8 (the paper sets alpha to
   the first r it tries and keeps it fixed, Section 4.1), no dropout. Same 294,912 parameters.
 
-``targets`` chooses the structure for both names: ``qkv`` (whole fused output, one pair), ``q_v``,
-``q_k_v`` (one pair per slot of the fused qkv), ``q_k_v_o`` (plus the attention output projection),
-``all_linear`` (whole qkv, proj, fc1, fc2). Works on Swin (its ``attn.qkv`` is fused the same way).
+``targets`` chooses the structure for both names: ``qkv`` (the whole q|k|v output, one pair), ``q_v``,
+``q_k_v`` (one pair per slot of qkv), ``q_k_v_o`` (plus the attention output projection), ``all_linear``
+(whole qkv, proj, the MLP's input and output maps), ``mlp`` (the MLP's input and output maps only).
+
+Backbones. The targets name logical maps (:func:`~peftbench.methods.layers.blocks.block_sites`), so they mean
+the same outputs on every layout: Swin's ``attn.qkv`` is fused like ViT's; on EVA-02's separate
+``q_proj`` / ``k_proj`` / ``v_proj`` the ``qkv`` target is still one pair, its A shared by the three
+projections and its B split over their outputs (the fused count, the dropout mask drawn per projection),
+and ``q_v`` is a pair on ``q_proj`` and one on ``v_proj``; SwiGLU's two input Linears (``fc1_g`` |
+``fc1_x``) are the ``mlp_in`` map the same way. LayerScale, registers, rotary embeddings and the pooling
+head do not touch the adapted Linears. ConvNeXt blocks have no attention: only ``targets: mlp`` (its
+channels-last ``mlp.fc1`` / ``mlp.fc2``) is defined there, and the attention targets are refused.
 """
 
 from __future__ import annotations
@@ -35,31 +44,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from peftbench.errors import ConfigError
+from peftbench.errors import ConfigError, MethodNotSupportedError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import LinearSite, backbone_family, block_sites, replace_module
 from peftbench.methods.layers.mergeable import (
     QKV_SLOTS,
     MergeableLinear,
-    block_linears,
     merge_linear_wrappers,
     scatter_slots,
 )
 
-# target preset -> ((block-relative Linear, number of equal output slots, adapted slots or None = whole))
+# target preset -> ((logical site, adapted slots, or None = the whole output with one pair), ...)
 _WHOLE = None
-TARGETS: dict[str, tuple[tuple[str, int, tuple[int, ...] | None], ...]] = {
-    "qkv": (("attn.qkv", 1, _WHOLE),),
-    "q_v": (("attn.qkv", 3, (QKV_SLOTS["q"], QKV_SLOTS["v"])),),
-    "q_k_v": (("attn.qkv", 3, (0, 1, 2)),),
-    "q_k_v_o": (("attn.qkv", 3, (0, 1, 2)), ("attn.proj", 1, _WHOLE)),
-    "all_linear": (
-        ("attn.qkv", 1, _WHOLE),
-        ("attn.proj", 1, _WHOLE),
-        ("mlp.fc1", 1, _WHOLE),
-        ("mlp.fc2", 1, _WHOLE),
-    ),
+TARGETS: dict[str, tuple[tuple[str, tuple[int, ...] | None], ...]] = {
+    "qkv": (("qkv", _WHOLE),),
+    "q_v": (("qkv", (QKV_SLOTS["q"], QKV_SLOTS["v"])),),
+    "q_k_v": (("qkv", (0, 1, 2)),),
+    "q_k_v_o": (("qkv", (0, 1, 2)), ("proj", _WHOLE)),
+    "all_linear": (("qkv", _WHOLE), ("proj", _WHOLE), ("mlp_in", _WHOLE), ("mlp_out", _WHOLE)),
+    "mlp": (("mlp_in", _WHOLE), ("mlp_out", _WHOLE)),
 }
+ATTENTION_SITES = ("qkv", "proj")
 
 
 @dataclasses.dataclass
@@ -110,7 +115,8 @@ class LoRALinear(MergeableLinear):
     """``y = base(x) + s * [B_p A_p dropout(x)]`` written into the adapted output slots ``p``.
 
     ``lora_A`` holds one ``(r, in)`` matrix per adapted slot, ``lora_B`` one ``(W, r)`` matrix, where the
-    output of ``base_layer`` is ``num_slots`` slots of width ``W`` (timm's qkv: 3 slots q, k, v).
+    output of ``base_layer`` is ``num_slots`` slots of width ``W`` (timm's qkv: 3 slots q, k, v). With an
+    ``owner`` (another part of the same logical map), ``lora_A`` is the owner's.
     """
 
     LINEAR_WEIGHTS = ("lora_A", "lora_B")  # the weights of the down and up Linear maps (method_init=noah)
@@ -123,8 +129,9 @@ class LoRALinear(MergeableLinear):
         dropout: float = 0.0,
         num_slots: int = 1,
         slots: tuple[int, ...] | None = None,
+        owner: LoRALinear | None = None,
     ) -> None:
-        super().__init__(base_layer)
+        super().__init__(base_layer, owner)
         if base_layer.out_features % num_slots:
             raise ConfigError(f"{base_layer} output cannot be split into {num_slots} slots")
         self.num_slots = num_slots
@@ -132,22 +139,23 @@ class LoRALinear(MergeableLinear):
         self.scaling = scaling
         width = base_layer.out_features // num_slots
         w = base_layer.weight
-        self.lora_A = nn.Parameter(
-            torch.empty(len(self.slots), rank, base_layer.in_features, dtype=w.dtype, device=w.device)
-        )
+        if owner is None:
+            self.lora_A = nn.Parameter(
+                torch.empty(len(self.slots), rank, base_layer.in_features, dtype=w.dtype, device=w.device)
+            )
+            for a in self.lora_A.data:  # per slot, so fan_in = in_features as for one nn.Linear(in, r)
+                nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.lora_B = nn.Parameter(torch.zeros(len(self.slots), width, rank, dtype=w.dtype, device=w.device))
-        for a in self.lora_A.data:  # per slot, so fan_in = in_features as for one nn.Linear(in, r)
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)  # (..., out)
-        h = torch.einsum("...i,pri->...pr", self.dropout(x), self.lora_A)  # (..., P, r)
+        h = torch.einsum("...i,pri->...pr", self.dropout(x), self.owner.lora_A)  # (..., P, r)
         delta = torch.einsum("...pr,pwr->...pw", h, self.lora_B) * self.scaling  # (..., P, W)
         return out + scatter_slots(delta, self.slots, self.num_slots)
 
     def delta_weight(self) -> torch.Tensor:
-        per_slot = torch.einsum("pwr,pri->pwi", self.lora_B, self.lora_A) * self.scaling  # (P, W, in)
+        per_slot = torch.einsum("pwr,pri->pwi", self.lora_B, self.owner.lora_A) * self.scaling  # (P, W, in)
         full = per_slot.new_zeros(self.num_slots, *per_slot.shape[1:])  # (S, W, in)
         index = torch.tensor(self.slots, device=per_slot.device)
         return full.index_copy(0, index, per_slot).reshape(self.out_features, self.in_features)
@@ -164,20 +172,47 @@ class LoRALinear(MergeableLinear):
         return a, b
 
 
+def wrap_site(site: LinearSite, slots: tuple[int, ...] | None, cfg: LoRAConfig) -> list[tuple[str, LoRALinear]]:
+    """LoRA wrappers for one logical map: one pair on its whole output (``slots`` None) or one per slot.
+
+    Returns:
+        ``(qualified_name, wrapper)`` for every part that gets one.
+    """
+    out: list[tuple[str, LoRALinear]] = []
+    if slots is None:  # one pair on the concatenated output: the first part owns A, every part has its B rows
+        owner: LoRALinear | None = None
+        for part in site.parts:
+            wrapper = LoRALinear(part.layer, cfg.rank, cfg.scaling, cfg.dropout, owner=owner)
+            owner = owner or wrapper
+            out.append((part.name, wrapper))
+        return out
+    for part in site.parts:
+        local = tuple(i for i, s in enumerate(part.slots) if s in slots)  # adapted slots of this Linear
+        if local:
+            out.append((part.name, LoRALinear(part.layer, cfg.rank, cfg.scaling, cfg.dropout, len(part.slots), local)))
+    return out
+
+
 def apply_lora(model: nn.Module, cfg: LoRAConfig) -> nn.Module:
-    """Wrap the layers chosen by ``cfg.targets`` in every transformer block with :class:`LoRALinear`.
+    """Wrap the maps chosen by ``cfg.targets`` in every block with :class:`LoRALinear`.
 
     Args:
-        model: timm ViT or Swin.
+        model: timm ViT, Eva, Swin (any target) or ConvNeXt (``targets: mlp``).
         cfg: the LoRA options.
 
     Returns:
         The same model, adapted in place.
     """
-    for rel_path, num_slots, slots in TARGETS[cfg.targets]:
-        for name, linear in block_linears(model, rel_path):
-            wrapper = LoRALinear(linear, cfg.rank, cfg.scaling, cfg.dropout, num_slots, slots)
-            replace_module(model, name, wrapper)
+    targets = TARGETS[cfg.targets]
+    if backbone_family(model) == "convnext" and any(site in ATTENTION_SITES for site, _ in targets):
+        raise MethodNotSupportedError(
+            f"lora targets={cfg.targets!r} adapts attention, which ConvNeXt blocks do not have; set "
+            "method.targets=mlp (LoRA on every block's mlp.fc1 and mlp.fc2)"
+        )
+    for site_name, slots in targets:
+        for site in block_sites(model, site_name):
+            for name, wrapper in wrap_site(site, slots, cfg):
+                replace_module(model, name, wrapper)
     return model
 
 
@@ -189,7 +224,12 @@ class LoRA(PeftMethod[LoRAConfig]):
     subfamily = "reparameter"
     config_cls = LoRAConfig
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "qkv_separate": "qkv: one pair, A shared by q/k/v_proj and B split over them (the fused count)",
+        "swiglu": "mlp_in (all_linear, mlp): one pair shared by fc1_g and fc1_x",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_lora(model, self.config)
@@ -229,3 +269,7 @@ class LoRAQV(LoRA):
 
     name = "lora_qv"
     config_cls = LoRAQVConfig
+    notes = {
+        "qkv_separate": "q_v: one pair on q_proj and one on v_proj (the fused slots' count)",
+        "convnext": "only targets=mlp (fc1, fc2 of every block)",
+    }

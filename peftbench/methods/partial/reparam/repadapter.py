@@ -24,6 +24,12 @@ the default 1.0 is the class default of the reference code. Count on ViT-B/16 wi
 V-PETL Bench's VTAB-1k table print 0.22M, which is the weights alone: 24 x (768x8 + 768x4) = 221,184; the
 reference code trains the 24 x (8 + 768) = 18,624 biases as well, so the pinned count includes them.
 
+Backbones: the adapter sits before the ``qkv`` and ``mlp_in`` maps (:func:`~peftbench.methods.layers.blocks.
+block_sites`); where a map is several Linears reading the same input (EVA-02's q / k / v projections, its
+SwiGLU's two input Linears) one adapter serves them all (the first wrapper holds it) and folds into each.
+Merging needs a bias in every such Linear for the adapter's offset: EVA-02's k_proj and DINOv3's qkv have
+none, so there the merge is refused before anything changes. ConvNeXt has no attention: refused.
+
 Not reproduced: ``train.py`` adds a sparsity penalty ``sparse_lambda * ||conv_B||_2`` (lambda 1) to the loss;
 the harness has no hook for method losses yet.
 """
@@ -35,13 +41,13 @@ import dataclasses
 import torch
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
-from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
+from peftbench.methods.layers.blocks import block_sites, replace_module, transformer_blocks
+from peftbench.methods.layers.mergeable import MergeableLinear, merge_linear_wrappers
 
-# placement -> the block-relative Linear layers whose input gets an adapter
-TARGETS: dict[str, tuple[str, ...]] = {"block": ("attn.qkv", "mlp.fc1"), "attn": ("attn.qkv",)}
+# placement -> the logical maps whose input gets an adapter
+TARGETS: dict[str, tuple[str, ...]] = {"block": ("qkv", "mlp_in"), "attn": ("qkv",)}
 
 # Per-task scale s of the reference VTAB-1k runs (luogen1996/RepAdapter configs/repblock/<task>.yaml),
 # keyed by the VTAB-1k folder names.
@@ -102,18 +108,21 @@ class RepAdapterLinear(MergeableLinear):
     """
 
     def __init__(
-        self, base_layer: nn.Linear, hidden_dim: int, groups: int, scale: float, dropout: float
+        self, base_layer: nn.Linear, hidden_dim: int, groups: int, scale: float, dropout: float,
+        owner: RepAdapterLinear | None = None,
     ) -> None:
-        super().__init__(base_layer)
+        super().__init__(base_layer, owner)
         dim = base_layer.in_features
         if dim % groups:
             raise ConfigError(f"repadapter groups={groups} must divide the layer width {dim} of {base_layer}")
         w = base_layer.weight
         self.groups, self.scale = groups, scale
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if owner is not None:  # another Linear of the same map holds the adapter
+            return
         self.down = nn.Linear(dim, hidden_dim, dtype=w.dtype, device=w.device)
         nn.init.xavier_uniform_(self.down.weight)
         nn.init.zeros_(self.down.bias)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.up_weight = nn.Parameter(
             torch.zeros(groups, dim // groups, hidden_dim // groups, dtype=w.dtype, device=w.device)
         )
@@ -121,33 +130,25 @@ class RepAdapterLinear(MergeableLinear):
 
     def adapter(self, x: torch.Tensor) -> torch.Tensor:
         """The adapted input ``x + s * (B dropout(A x + a) + b)``, same shape as ``x``."""
-        h = self.dropout(self.down(x)).unflatten(-1, (self.groups, -1))  # (..., G, h / G)
-        up = torch.einsum("...gi,goi->...go", h, self.up_weight).flatten(-2)  # (..., D)
-        return x + self.scale * (up + self.up_bias)
+        own = self.owner
+        h = self.dropout(own.down(x)).unflatten(-1, (self.groups, -1))  # (..., G, h / G)
+        up = torch.einsum("...gi,goi->...go", h, own.up_weight).flatten(-2)  # (..., D)
+        return x + self.scale * (up + own.up_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base_layer(self.adapter(x))
 
     def dense_up(self) -> torch.Tensor:
         """``conv_B`` as a dense block-diagonal ``(D, h)`` matrix."""
-        return torch.block_diag(*self.up_weight)
+        return torch.block_diag(*self.owner.up_weight)
 
     def delta_weight(self) -> torch.Tensor:
-        adapter_w = self.scale * self.dense_up() @ self.down.weight  # (D, D): s B A
+        adapter_w = self.scale * self.dense_up() @ self.owner.down.weight  # (D, D): s B A
         return self.base_layer.weight @ adapter_w  # (out, D)
 
     def delta_bias(self) -> torch.Tensor:
-        adapter_b = self.scale * (self.dense_up() @ self.down.bias + self.up_bias)  # (D,)
+        adapter_b = self.scale * (self.dense_up() @ self.owner.down.bias + self.owner.up_bias)  # (D,)
         return self.base_layer.weight @ adapter_b  # (out,)
-
-    def merged_layer(self) -> nn.Linear:
-        """Fold the adapter into the base layer (its offset needs the layer's bias to land in)."""
-        if self.base_layer.bias is None:
-            raise MethodNotSupportedError(
-                f"cannot merge RepAdapter into {self.base_layer} without a bias: the adapter's offset would add "
-                "parameters. Set trainer.merge=false for this backbone."
-            )
-        return super().merged_layer()
 
 
 def apply_repadapter(model: nn.Module, cfg: RepAdapterConfig) -> nn.Module:
@@ -160,10 +161,13 @@ def apply_repadapter(model: nn.Module, cfg: RepAdapterConfig) -> nn.Module:
     Returns:
         The same model, adapted in place.
     """
-    for rel_path in TARGETS[cfg.targets]:
-        for name, linear in block_linears(model, rel_path):
-            wrapper = RepAdapterLinear(linear, cfg.hidden_dim, cfg.groups, cfg.scale, cfg.dropout)
-            replace_module(model, name, wrapper)
+    for site_name in TARGETS[cfg.targets]:
+        for site in block_sites(model, site_name, transformer_blocks(model)):
+            owner: RepAdapterLinear | None = None
+            for part in site.parts:  # one adapter per map, folded into each of its Linears
+                wrapper = RepAdapterLinear(part.layer, cfg.hidden_dim, cfg.groups, cfg.scale, cfg.dropout, owner)
+                owner = owner or wrapper
+                replace_module(model, part.name, wrapper)
     return model
 
 
@@ -175,7 +179,14 @@ class RepAdapter(PeftMethod[RepAdapterConfig]):
     subfamily = "reparameter"
     config_cls = RepAdapterConfig
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {"convnext": "its adapters sit before the attention and MLP of transformer blocks; a ConvNeXt block "
+                "has no attention and its MLP follows a depthwise conv (not defined by the paper)"}
+    notes = {
+        "qkv_separate": "one adapter before q/k/v_proj, folded into each",
+        "swiglu": "one adapter before fc1_g and fc1_x, folded into both",
+        "bias_free_linear": "merge refused: the adapter's offset needs a bias in every following Linear",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_repadapter(model, self.config)

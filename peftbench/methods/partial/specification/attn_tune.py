@@ -13,8 +13,10 @@ reports no VTAB-1k row; the pinned count is what the official flag trains. ``tra
 the attention-only 28,348,416.
 
 Selection is structural: all parameters of each block's ``attn`` module (on Swin this includes the
-window attention's relative position bias table, as the reference rule does), plus the backbone's
-absolute position embedding when it has one.
+window attention's relative position bias table, as the reference rule does; on Eva the q/k/v projections
+or the fused qkv with its q/v bias vectors), plus the backbone's absolute position embedding when it has one
+(DINOv3 and Swin have none: rotary or relative positions live in the attention). LayerScale, registers and
+SigLIP's attention-pool head are not attention layers of the blocks and stay frozen.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ class AttnTune(PeftMethod[AttnTuneConfig]):
     family = "partial"
     subfamily = "specification"
     config_cls = AttnTuneConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {"convnext": "a ConvNeXt block has no self-attention to tune"}
+    notes = {"rope": "no absolute position embedding to train where positions are rotary only (DINOv3)"}
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         params = [p for attn in attention_modules(model) for p in attn.parameters()]

@@ -41,6 +41,11 @@ class BitFit(PeftMethod[BitFitConfig]):
     subfamily = "specification"
     config_cls = BitFitConfig
     backbones = ()  # defined for any backbone: the selection is by layer type
+    notes = {
+        "map_head": "the attention-pool head's biases train too (it is a pretrained backbone part)",
+        "bias_free_linear": "bias-free layers have nothing to train (no bias is added)",
+        "convnext": "conv, LayerNorm and MLP biases, the head norm's included",
+    }
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from bias_parameters(model)

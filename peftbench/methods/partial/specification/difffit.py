@@ -21,9 +21,13 @@ Count on ViT-B/16 without head: biases 102,912 + LayerNorm gammas 25 x 768 = 19,
 6 blocks 6 x 2 x 768 = 9,216 -> 131,328 (0.13M).
 
 Wrap, never patch: each block's ``drop_path1`` / ``drop_path2`` (the last op on the attention and MLP
-residual branches in timm's ViT and Swin blocks) is replaced by a :class:`BranchScale` that keeps it as
+residual branches in timm's ViT, Swin and Eva blocks) is replaced by a :class:`BranchScale` that keeps it as
 ``base_layer`` and multiplies its output by gamma (drop path is linear in its input, so
-``gamma * drop_path(f(x)) == drop_path(gamma * f(x))``).
+``gamma * drop_path(f(x)) == drop_path(gamma * f(x))``). On LayerScale backbones (DINOv2, DeiT-III: ``ls1`` /
+``ls2``; DINOv3: ``gamma_1`` / ``gamma_2``) the layer scale runs before ``drop_path``, so DiffFit's gamma
+multiplies the layer-scaled branch, as PETL_Vision's DiffFit on DINOv2 (``model/block.py``: ``difffit_gamma1 *
+drop_path1(ls1(attn(...)))``); the layer-scale vectors themselves stay frozen (they are neither biases nor
+norms).
 
 Not reproduced: the paper gives gamma its own, larger learning rate (an ablated ratio, 10x); the harness
 gives every trainable parameter the same optimizer settings.
@@ -136,7 +140,12 @@ class DiffFit(PeftMethod[DiffFitConfig]):
     family = "partial"
     subfamily = "specification"
     config_cls = DiffFitConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "its scale factors sit on the attention and MLP residual branches of transformer blocks; a "
+        "ConvNeXt block has one convolutional branch, already scaled by its layer scale"
+    }
+    notes = {"layerscale": "gamma multiplies the layer-scaled branch (PETL_Vision's DiffFit on DINOv2)"}
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_difffit(model, self.config)

@@ -36,6 +36,12 @@ class LNTune(PeftMethod[LNTuneConfig]):
     subfamily = "specification"
     config_cls = LNTuneConfig
     backbones = ()  # defined for any backbone with LayerNorms
+    notes = {
+        "norm_pre": "norm_pre trains, as every LayerNorm",
+        "map_head": "the attention-pool head's LayerNorm trains too",
+        "swiglu": "the SwiGLU inner LayerNorm trains too",
+        "convnext": "channels-first LayerNorm2d (stem, downsampling, head) and the blocks' LayerNorms",
+    }
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from layernorm_parameters(model)

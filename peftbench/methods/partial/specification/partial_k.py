@@ -11,9 +11,13 @@ LayerNorm (1,536) = 7,089,408 (7.09M, 8.26 % of the 85.8M backbone). VPT reports
 to the total parameter budget (head included), not as a head-free count, so the count here is the
 analytic count of exactly what the reference code trains.
 
-Swin (deliberate generalisation; VPT defines Partial-k for ViT): the blocks are counted in forward order
-across stages; a stage's ``downsample`` (PatchMerging) trains when it lies after the first selected block,
-i.e. the trained part is exactly the tail of the network from that block on, plus the final norm.
+Swin and ConvNeXt (deliberate generalisation; VPT defines Partial-k for ViT): the blocks are counted in
+forward order across stages; a stage's ``downsample`` (Swin's PatchMerging, ConvNeXt's norm + strided conv)
+trains when it lies after the first selected block, i.e. the trained part is exactly the tail of the network
+from that block on. After the blocks, everything before the classifier trains with them
+(:func:`~peftbench.methods.layers.blocks.post_block_modules`): the final norm, EVA-02's ``fc_norm``, SigLIP's
+attention-pool head, ConvNeXt's head norm. On Eva (EVA-02, DINOv3) the blocks are ``blocks.i`` as on ViT; a
+block's LayerScale vectors train with it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, backbone_family
-from peftbench.methods.layers.blocks import transformer_blocks
-from peftbench.methods.layers.select import final_norms, unique
+from peftbench.methods.layers.blocks import backbone_blocks, post_block_modules
+from peftbench.methods.layers.select import unique
 
 
 @dataclasses.dataclass
@@ -49,22 +53,23 @@ class PartialKConfig(MethodConfig):
 
 def _forward_units(model: nn.Module) -> list[tuple[bool, nn.Module]]:
     """``(is_block, module)`` in forward order: the blocks, and Swin's downsample layers between stages."""
-    if backbone_family(model) == "swin":
+    family = backbone_family(model)
+    if family in ("swin", "convnext"):
         units: list[tuple[bool, nn.Module]] = []
-        for stage in model.layers:
+        for stage in model.layers if family == "swin" else model.stages:
             down = getattr(stage, "downsample", None)
             if isinstance(down, nn.Module) and any(True for _ in down.parameters()):
                 units.append((False, down))
             units.extend((True, b) for b in stage.blocks)
         return units
-    return [(True, b) for _, b in transformer_blocks(model)]
+    return [(True, b) for _, b in backbone_blocks(model)]
 
 
 def tail_modules(model: nn.Module, k: int) -> list[nn.Module]:
-    """The modules that train under Partial-k: everything from the k-th last block on, plus the final norm.
+    """The modules that train under Partial-k: everything from the k-th last block on, the classifier excluded.
 
     Args:
-        model: timm VisionTransformer or SwinTransformer.
+        model: timm VisionTransformer, Eva, SwinTransformer or ConvNeXt.
         k: number of last blocks.
 
     Returns:
@@ -74,11 +79,11 @@ def tail_modules(model: nn.Module, k: int) -> list[nn.Module]:
     block_positions = [i for i, (is_block, _) in enumerate(units) if is_block]
     if k > len(block_positions):
         raise ConfigError(
-            f"partial_k k={k} but {type(model).__name__} has only {len(block_positions)} transformer blocks; "
+            f"partial_k k={k} but {type(model).__name__} has only {len(block_positions)} blocks; "
             f"choose k in 1..{len(block_positions)} (method.k=...)"
         )
     start = block_positions[-k]
-    return [m for _, m in units[start:]] + final_norms(model)
+    return [m for _, m in units[start:]] + post_block_modules(model)
 
 
 class PartialK(PeftMethod[PartialKConfig]):
@@ -88,7 +93,12 @@ class PartialK(PeftMethod[PartialKConfig]):
     family = "partial"
     subfamily = "specification"
     config_cls = PartialKConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "map_head": "the attention-pool head trains with the last k blocks",
+        "avg_pool": "fc_norm trains with the last k blocks",
+        "convnext": "blocks counted across stages; downsampling layers in the tail and the head norm train",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         tail_modules(model, self.config.k)  # validate k against the depth

@@ -30,6 +30,11 @@ official code stops after the search and evaluates the subnet with its supernet 
 so no published count is reproduced (GLoRA's tables report averages of searched subnets under budgets).
 Deviation: GLoRA wraps every Linear except the head; here the Linears of the transformer blocks (the same 48
 on a ViT; on Swin the bias-free patch-merging reductions stay plain, since a bias update could not merge).
+On Eva every Linear of the blocks is a position too (EVA-02: q, k, v, proj, SwiGLU's two inputs and fc2, 7 per
+block; DINOv3: 4), found by :func:`~peftbench.methods.layers.blocks.all_block_linears`. Where a block Linear has
+no bias (EVA-02's k_proj, DINOv3's qkv) D, which scales the bias, has nothing to scale and is not allocated
+(its choice counts 0); C and E still train, but merging is refused there: the merged layer would need a bias
+it does not have.
 """
 
 from __future__ import annotations
@@ -44,11 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.layers.blocks import replace_module, transformer_blocks
-from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
+from peftbench.methods.layers.blocks import all_block_linears, replace_module
+from peftbench.methods.layers.mergeable import MergeableLinear, merge_linear_wrappers
 from peftbench.methods.unified.search.space import Arch, ElasticModule, SearchedConfig, SearchedMethod
 
-SITES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 # slot -> choices, smallest first (the last one is what "largest" and the supernet allocate)
 CHOICES: dict[str, tuple[str, ...]] = {
     "A": ("none", "constant", "vector", "lora"),
@@ -101,7 +105,7 @@ class GLoRALinear(MergeableLinear, ElasticModule):
             if alloc["C"] == "lora":
                 self.C_up = _xavier(rank, 1)  # (r, 1)
         for key in ("D", "E"):
-            if alloc[key] != "none":
+            if alloc[key] != "none" and (key == "E" or base_layer.bias is not None):  # D scales b0: none, no D
                 self.register_parameter(key, nn.Parameter(torch.zeros(1 if alloc[key] == "constant" else out_f)))
         self.choice = dict(alloc)
 
@@ -111,7 +115,7 @@ class GLoRALinear(MergeableLinear, ElasticModule):
             "A": {"lora": r * (out_f + in_f), "vector": out_f, "constant": 1},
             "B": {"lora": r * (out_f + in_f), "vector": out_f, "constant": 1},
             "C": {"lora": in_f * r + r, "vector": in_f},
-            "D": {"vector": out_f, "constant": 1},
+            "D": {"vector": out_f, "constant": 1} if self.base_layer.bias is not None else {},
             "E": {"vector": out_f, "constant": 1},
         }
         return sum(sizes[k].get(v, 0) for k, v in choice.items())
@@ -166,17 +170,26 @@ class GLoRA(SearchedMethod[GLoRAConfig]):
     name = "glora"
     config_cls = GLoRAConfig
     mergeable = True
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "its search space is over the Linears of transformer blocks (qkv, proj, fc1, fc2); GLoRA does "
+        "not define it for convolutional stages"
+    }
+    notes = {
+        "qkv_separate": "every block Linear is a position (7 per EVA-02 block)",
+        "bias_free_linear": "no D on bias-free Linears; merge refused there (C, E add a bias)",
+    }
     slots = tuple(CHOICES)
 
     def positions(self, model: nn.Module) -> int:
-        return len(transformer_blocks(model)) * len(SITES)
+        injected = sum(1 for m in model.modules() if isinstance(m, GLoRALinear))  # a model GLoRA already wraps
+        return injected or len(all_block_linears(model))
 
     def choices(self, slot: str) -> tuple[str, ...]:
         return CHOICES[slot]
 
     def inject(self, model: nn.Module, alloc: Arch) -> None:
-        sites = [site for block in zip(*(block_linears(model, s) for s in SITES), strict=True) for site in block]  # block order
-        for i, (name, layer) in enumerate(sites):
+        for i, (name, layer) in enumerate(all_block_linears(model)):  # block order, then qkv, proj, fc1, fc2
             choice = {k: alloc[k][i] for k in CHOICES}
             replace_module(model, name, GLoRALinear(layer, choice, self.config.rank))
 

@@ -34,6 +34,12 @@ prompt and its position embedding: 442,512 on average; NOAH's Table 1 (and V-PET
 search here checks the limit against NOAH's count (:meth:`NOAH.budget_params`), so the 0.64M budget means what
 it meant there. NOAH's adapter width for LoRA-only or adapter-only rows is not used here (``lora``,
 ``adapter`` are their own methods).
+
+Other backbones: the prompts' outputs are dropped after the last block, so any head pools as without them
+(SigLIP's attention pool, EVA-02's average; NOAH's own ViT reads the class token, where nothing changes); on
+Eva (DINOv3) the appended prompts get no rotary position (:mod:`peftbench.methods.layers.tokens`); on
+LayerScale backbones the adapter sits inside the layer scale (:mod:`peftbench.methods.layers.bottleneck`).
+EVA-02's separate q/k/v projections are refused (the elastic LoRA is written for a fused qkv).
 """
 
 from __future__ import annotations
@@ -48,10 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftbench.errors import ConfigError
-from peftbench.methods.addition.prompt.vpt import check_token_pooling
-from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.methods.layers.blocks import block_sites, replace_module, transformer_blocks
 from peftbench.methods.layers.mergeable import MergeableLinear
+from peftbench.methods.layers.tokens import prepare_extra_tokens
 from peftbench.methods.unified.search.noah_published import PUBLISHED_VTAB
 from peftbench.methods.unified.search.space import Arch, ElasticModule, SearchedConfig, SearchedMethod
 
@@ -183,7 +189,18 @@ class NOAH(SearchedMethod[NOAHConfig]):
 
     name = "noah"
     config_cls = NOAHConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    refusals = {
+        "swin": "NOAH's search space (a prompt length, LoRA rank and adapter width per block of one token "
+        "sequence) is defined on a plain ViT, not on Swin's windowed stages",
+        "convnext": "NOAH searches VPT prompts, LoRA on qkv and adapters of transformer blocks; a ConvNeXt has "
+        "none of them",
+    }
+    notes = {
+        "map_head": "prompt outputs dropped before the attention pool",
+        "rope": "appended prompts get no rotary position",
+        "layerscale": "adapter inside the layer scale",
+    }
     slots = SLOTS
 
     def positions(self, model: nn.Module) -> int:
@@ -211,12 +228,21 @@ class NOAH(SearchedMethod[NOAHConfig]):
         return arch
 
     def inject(self, model: nn.Module, alloc: Arch) -> None:
-        check_token_pooling(model, self.name)
         cfg: NOAHConfig = self.config
         dim = model.embed_dim
-        for i, (name, block) in enumerate(transformer_blocks(model)):
-            block.attn.qkv = ElasticLoRA(block.attn.qkv, alloc["lora"][i], cfg.dropout)
+        qkv = block_sites(model, "qkv", transformer_blocks(model))
+        if not all(site.fused for site in qkv):
+            raise MethodNotSupportedError(
+                "method 'noah': its elastic LoRA is one rank-r pair on a fused qkv Linear (rank slices of one "
+                "allocation); this backbone computes q, k, v with separate projections (EVA-02), for which the "
+                "elastic form is not implemented. Use a backbone with a fused qkv (ViT, DINOv2/v3, CLIP, SigLIP)"
+            )
+        for i, (_, block) in enumerate(transformer_blocks(model)):
+            part = qkv[i].parts[0]
+            replace_module(model, part.name, ElasticLoRA(part.layer, alloc["lora"][i], cfg.dropout))
             block.mlp = ElasticAdapter(block.mlp, alloc["adapter"][i], dim, cfg.init_width, cfg.dropout)
+        prepare_extra_tokens(model, "end")  # prompts: no rotary position, dropped before the head's pooling
+        for i, (name, block) in enumerate(transformer_blocks(model)):
             replace_module(model, name, ElasticPromptBlock(block, alloc["prompt"][i], dim, cfg.init_width, cfg.dropout))
 
     def after_activate(self, model: nn.Module, arch: Arch) -> None:
