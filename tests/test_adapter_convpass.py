@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from peftbench.errors import ConfigError, MethodNotSupportedError
-from peftbench.methods.addition.adapter.convpass import VTAB1K_CONV_INIT, VTAB1K_SCALE, ConvBypass
+from peftbench.methods.addition.adapter.convpass import ConvBypass
 from peftbench.methods.attach import attach_method
 from peftbench.methods.layers.bottleneck import ParallelAdapter
 from peftbench.methods.registry import build_method
@@ -94,15 +94,16 @@ def test_identity_conv_init_and_zero_up_projection():
     assert torch.count_nonzero(xavier) == xavier.numel()
 
 
-def test_auto_uses_the_reference_per_task_scale_and_conv_init():
-    model = _prepared(scale="auto", conv_init="auto", task="svhn")
+def test_the_paper_recipe_gives_each_task_its_scale_and_conv_init():
+    from peftbench.assemble import parse_spec
+    from peftbench.config import compose
+
+    args = ["experiment=convpass/convpass", "dataset=vtab/svhn"]
+    spec = parse_spec(compose(args), command_line=args)
+    assert (spec.method.options["scale"], spec.method.options["conv_init"]) == (100.0, "xavier")
+    model = _prepared(**{k: spec.method.options[k] for k in ("scale", "conv_init")})
     assert all(m.scale == 100.0 for m in model.modules() if isinstance(m, ParallelAdapter))
     assert torch.count_nonzero(model.blocks[0].attn.adapter.conv.weight) == 4 * 4 * 9  # xavier
-    assert VTAB1K_SCALE["dtd"] == 0.01 and VTAB1K_CONV_INIT["cifar"] == "identity"
-    with pytest.raises(ConfigError, match="method.task"):
-        _prepared(scale="auto")
-    with pytest.raises(ConfigError, match="caltech101, cifar"):
-        _prepared(conv_init="auto", task="imagenet")
 
 
 def test_register_tokens_go_through_the_centre_tap_like_the_class_token():
@@ -129,10 +130,10 @@ def test_grid_mismatch_and_dynamic_size_raise():
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"scale": "big"}, "'auto'"),
-        ({"conv_init": "zeros"}, "auto, identity, xavier"),
-        ({"scale_per_task": {"svhn": -1}}, r"scale_per_task\['svhn'\]"),
-        ({"conv_init_per_task": {"svhn": "eye"}}, "identity, xavier"),
+        ({"scale": "big"}, "scale must be a number > 0"),
+        ({"scale": "auto"}, "experiment=convpass/convpass"),
+        ({"conv_init": "zeros"}, "identity, xavier"),
+        ({"scale_per_task": {"svhn": 1.0}}, "has no option"),
     ],
 )
 def test_bad_options_raise(options, match):

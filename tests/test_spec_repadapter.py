@@ -8,7 +8,7 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.attach import attach_method
-from peftbench.methods.partial.reparam.repadapter import VTAB1K_SCALE, RepAdapterLinear
+from peftbench.methods.partial.reparam.repadapter import RepAdapterLinear
 from peftbench.methods.registry import build_method
 from tests.tiny_models import tiny_swin, tiny_vit
 
@@ -96,8 +96,13 @@ def test_groups_must_divide_the_layer_width():
         attach_method(tiny_vit(), build_method("repadapter", {"hidden_dim": 10, "groups": 5}))
 
 
-def test_per_task_scales_are_keyed_by_the_harness_vtab_task_names():
+def test_the_paper_recipe_gives_every_vtab_task_a_scale_from_the_searched_set():
+    from peftbench.assemble import parse_spec
+    from peftbench.config import compose
     from peftbench.results.suites import VTAB_TASKS
 
-    assert sorted(VTAB1K_SCALE) == sorted(VTAB_TASKS)
-    assert set(VTAB1K_SCALE.values()) <= {0.1, 0.5, 1.0, 5.0, 10.0}
+    table = compose(["experiment=repadapter/repadapter"])["per_task"]["vtab"]
+    assert sorted(table) == sorted(VTAB_TASKS)
+    assert {entry["method.scale"] for entry in table.values()} <= {0.1, 0.5, 1.0, 5.0, 10.0}
+    args = ["experiment=repadapter/repadapter", "dataset=vtab/svhn"]
+    assert parse_spec(compose(args), command_line=args).method.options["scale"] == 10.0

@@ -184,13 +184,6 @@ def test_merge_refuses_and_names_the_non_mergeable_components():
         method.merge(model)
 
 
-def test_task_reaches_components_with_per_task_settings():
-    method = build_method("compose", {**_compose(("vpt_deep", {"length": "auto"})), "task": "dtd"})
-    model = tiny_vit()
-    attach_method(model, method)
-    assert model.norm_pre.prompt.shape[0] == 10  # VPT-deep's dtd length
-
-
 def test_backbones_are_the_intersection_of_the_components():
     assert build_method("compose").backbones == ("vit", "eva")
     method = build_method("compose", _compose(("lora", {"rank": 2}), ("adaptformer", {"dim": 4})))

@@ -152,7 +152,7 @@ def component_choices() -> list[str]:
     return [n for n in available_methods() if REGISTRY[n].family in COMPONENT_FAMILIES and not REGISTRY[n].looks_at_data]
 
 
-def _component(owner: str, i: int, name: str, options: dict[str, Any], task: str | None) -> PeftMethod:
+def _component(owner: str, i: int, name: str, options: dict[str, Any]) -> PeftMethod:
     choices = component_choices()
     if name not in choices:
         if name in REGISTRY:
@@ -163,7 +163,7 @@ def _component(owner: str, i: int, name: str, options: dict[str, Any], task: str
             raise ConfigError(f"{owner} component #{i} cannot be {name!r}: {why}. Valid components: {', '.join(choices)}")
         raise UnknownNameError(f"{owner} component method", name, choices, f"Fix method.components[{i}].method")
     try:
-        return build_method(name, copy.deepcopy(options), task=task)
+        return build_method(name, copy.deepcopy(options))
     except PeftbenchError as exc:
         raise ConfigError(f"{owner} component #{i} ({name}): {exc}. Set it under method.components[{i}].options") from None
 
@@ -175,8 +175,8 @@ def build_method(name: str, options: Mapping[str, Any] | None = None, task: str 
     Args:
         name: the registered name.
         options: config options (defaults for what is left out; unknown keys are refused).
-        task, suite: the dataset, for methods with per-task settings (VPT's ``length: auto``, NOAH's published
-            subnets); filled into the options the method's config has and the user left unset.
+        task, suite: the dataset, for methods whose config has these fields (NOAH's published subnets); filled
+            into the options the method's config has and the user left unset.
 
     Returns:
         The method; a composition comes with its components built the same way.
@@ -184,7 +184,6 @@ def build_method(name: str, options: Mapping[str, Any] | None = None, task: str 
     cls = get_method_class(name)
     config = build_config(cls.config_cls, _with_dataset(cls, options or {}, task, suite), f"method {name!r}")
     if issubclass(cls, ComposedMethod):
-        ctask = getattr(config, "task", None)
-        components = [_component(name, i, n, o, ctask) for i, (n, o) in enumerate(config.component_specs())]
+        components = [_component(name, i, n, o) for i, (n, o) in enumerate(config.component_specs())]
         return cls(config, components)
     return cls(config)

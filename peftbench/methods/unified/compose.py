@@ -11,7 +11,6 @@ new code::
       - {method: lora, options: {rank: 8}}
       - {method: adaptformer, options: {}}
       - {method: vpt_deep, options: {length: 10}}
-    task: null
 
 Semantics:
 
@@ -24,8 +23,6 @@ Semantics:
 * ``merge`` folds the components back only when every one of them is a reparameterisation (LoRA, SSF, FacT,
   RepAdapter, ...); otherwise it refuses and names the components that are not. A partial merge would leave
   method modules in the backbone, which is not the "plain backbone, no extra inference cost" merge promises;
-* components that need the task name (VPT's ``length: auto``) get ``task`` when their own options do not set it;
-  the training entry point fills ``task`` from ``dataset.name``.
 
 Valid components: registered methods of the ``addition`` and ``partial`` families (baselines and unified
 methods are refused: ``full`` already trains everything, ``linear`` adds nothing, and composed methods do not
@@ -117,16 +114,12 @@ class ComposeConfig(MethodConfig):
     Attributes:
         components: ``[{method: <registered addition/partial name>, options: {...}}, ...]``; options left
             out take that method's own defaults.
-        task: dataset name passed to components with per-task settings (filled by the training entry point).
     """
 
     components: list[dict[str, Any]] = dataclasses.field(default_factory=_default_components)
-    task: str | None = None
 
     def __post_init__(self) -> None:
         check_components(self.components)
-        if self.task is not None and not isinstance(self.task, str):
-            raise ConfigError(f"compose task must be a dataset name or null, got {self.task!r}")
 
     def component_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """``(method name, options)`` of every component, in application order."""

@@ -12,11 +12,10 @@ report). Reference implementation followed: JieShibo/PETL-ViT ``convpass/vtab/co
   centre tap (done here for every prefix token: class and register tokens);
 * conv init per task (``xavier_init`` in ``configs/convpass/<task>.yaml``): ``identity`` (zero kernel
   plus the identity at the centre tap) or ``xavier`` (xavier-uniform); s per task from
-  {0.01, 0.1, 1, 10, 100} in the same files (:data:`VTAB1K_SCALE`, :data:`VTAB1K_CONV_INIT`).
+  {0.01, 0.1, 1, 10, 100} in the same files: the recipe ``experiment=convpass/convpass`` holds both per task.
 
 Defaults: s = 1 and ``conv_init: identity``, the defaults of ``set_Convpass`` (s = 1 is also the median of
-the per-task values); ``scale: auto`` / ``conv_init: auto`` use the per-task presets (the training entry
-point fills ``task`` from the dataset name). Recipe (paper Table 8, ``train.py``): AdamW lr 1e-3, wd 1e-4,
+the per-task values). Recipe (paper Table 8, ``train.py``): AdamW lr 1e-3, wd 1e-4,
 batch 64, 100 epochs, cosine with 10 warm-up epochs, drop-path 0.1. Count on ViT-B/16 without head,
 2L((2h + 1)D + 9h^2 + 2h) = 24 x 13,648 = 327,552: the 0.33M of the paper's Table 1 (the ``convpass``
 form; ``convpass_attn``, the attention bypass only, is not registered).
@@ -58,24 +57,7 @@ from peftbench.methods.layers.checks import (
     is_positive_number,
 )
 
-AUTO = "auto"
 CONV_INITS = ("identity", "xavier")
-
-# Per-task s and conv init of the reference VTAB-1k runs (JieShibo/PETL-ViT convpass/vtab/configs/convpass/
-# <task>.yaml: ``scale``, ``xavier_init``), keyed by peftbench's VTAB-1k dataset names.
-VTAB1K_SCALE: dict[str, float] = {
-    "cifar": 0.1, "caltech101": 1.0, "dtd": 0.01, "oxford_flowers102": 0.1, "oxford_iiit_pet": 1.0,
-    "svhn": 100.0, "sun397": 0.1, "patch_camelyon": 10.0, "eurosat": 10.0, "resisc45": 10.0,
-    "diabetic_retinopathy": 1.0, "clevr_count": 1.0, "clevr_dist": 0.1, "dmlab": 10.0, "kitti": 10.0,
-    "dsprites_loc": 100.0, "dsprites_ori": 0.1, "smallnorb_azi": 100.0, "smallnorb_ele": 1.0,
-}  # fmt: skip
-_XAVIER_TASKS = (
-    "clevr_dist", "dsprites_loc", "dsprites_ori", "dtd", "kitti", "oxford_flowers102", "oxford_iiit_pet",
-    "smallnorb_azi", "smallnorb_ele", "svhn",
-)  # fmt: skip
-VTAB1K_CONV_INIT: dict[str, str] = {
-    task: ("xavier" if task in _XAVIER_TASKS else "identity") for task in VTAB1K_SCALE
-}
 
 
 @dataclasses.dataclass
@@ -84,64 +66,25 @@ class ConvpassConfig(MethodConfig):
 
     Attributes:
         dim: h, the bypass width (input and output channels of the 3x3 conv).
-        scale: s, or ``"auto"``: look ``task`` up in ``scale_per_task``.
-        conv_init: ``identity`` / ``xavier``, or ``"auto"``: look ``task`` up in ``conv_init_per_task``.
+        scale: s (per task: ``experiment=convpass/convpass``).
+        conv_init: ``identity`` / ``xavier`` (per task likewise).
         dropout: dropout before the up projection (training only).
-        scale_per_task: task name -> s, used by ``scale: auto``.
-        conv_init_per_task: task name -> conv init, used by ``conv_init: auto``.
-        task: the dataset name (peftbench's ``dataset.name``) that ``auto`` looks up.
     """
 
     dim: int = 8
-    scale: float | str = 1.0
+    scale: float = 1.0
     conv_init: str = "identity"
     dropout: float = 0.1
-    scale_per_task: dict[str, float] = dataclasses.field(default_factory=lambda: dict(VTAB1K_SCALE))
-    conv_init_per_task: dict[str, str] = dataclasses.field(default_factory=lambda: dict(VTAB1K_CONV_INIT))
-    task: str | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("convpass", "dim", self.dim)
-        if self.scale != AUTO and not is_positive_number(self.scale):
+        if not is_positive_number(self.scale):
             raise ConfigError(
-                f"convpass scale must be a number > 0 or 'auto' (per-task preset), got {self.scale!r}; "
-                "e.g. method.scale=10 or method.scale=auto"
+                f"convpass scale must be a number > 0, got {self.scale!r}; e.g. method.scale=10 (per-task values: "
+                "experiment=convpass/convpass)"
             )
-        check_choice("convpass", "conv_init", self.conv_init, (*CONV_INITS, AUTO))
+        check_choice("convpass", "conv_init", self.conv_init, CONV_INITS)
         check_dropout("convpass", self.dropout)
-        for task, s in dict(self.scale_per_task).items():
-            if not is_positive_number(s):
-                raise ConfigError(f"convpass scale_per_task[{task!r}] must be a number > 0, got {s!r}")
-        for task, init in dict(self.conv_init_per_task).items():
-            check_choice("convpass", f"conv_init_per_task.{task}", init, CONV_INITS)
-        if self.task is not None and not isinstance(self.task, str):
-            raise ConfigError(f"convpass task must be a dataset name or null, got {self.task!r}")
-
-    def resolved(self) -> tuple[float, str]:
-        """The ``(scale, conv_init)`` to use, with ``auto`` values looked up for ``task``.
-
-        Returns:
-            s and the conv init name.
-        """
-        scale = self._lookup("scale", self.scale_per_task) if self.scale == AUTO else float(self.scale)
-        init = (
-            self._lookup("conv_init", self.conv_init_per_task) if self.conv_init == AUTO else self.conv_init
-        )
-        return float(scale), str(init)
-
-    def _lookup(self, option: str, presets: dict) -> float | str:
-        known = ", ".join(sorted(presets)) or "(none)"
-        if self.task is None:
-            raise ConfigError(
-                f"convpass {option}=auto needs the task name: set method.task=<dataset name> (the training "
-                f"entry point fills it from dataset.name) or a fixed method.{option}; tasks with a preset: {known}"
-            )
-        if self.task not in presets:
-            raise ConfigError(
-                f"convpass {option}=auto has no preset for task {self.task!r}; tasks with a preset: {known}. "
-                f"Add one with method.{option}_per_task.{self.task}=<value> or set a fixed method.{option}"
-            )
-        return presets[self.task]
 
 
 class ConvBypass(nn.Module):
@@ -207,7 +150,7 @@ def apply_convpass(model: nn.Module, cfg: ConvpassConfig, method: str = "convpas
 
     Args:
         model: a timm VisionTransformer with a fixed image size.
-        cfg: the Convpass options (``auto`` values need ``cfg.task``).
+        cfg: the Convpass options.
         method: the method's name, for error messages.
 
     Returns:
@@ -218,7 +161,7 @@ def apply_convpass(model: nn.Module, cfg: ConvpassConfig, method: str = "convpas
             f"method {method!r} lays the patch tokens on the grid fixed at build time; this backbone has "
             "dynamic_img_size=True. Build it with a fixed img_size."
         )
-    scale, conv_init = cfg.resolved()
+    scale, conv_init = float(cfg.scale), cfg.conv_init
     grid = tuple(model.patch_embed.grid_size)
     num_prefix = int(model.num_prefix_tokens)
     for name, block in adapter_blocks(model, method):

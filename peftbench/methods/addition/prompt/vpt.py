@@ -14,12 +14,9 @@ Reference implementation followed: KMnP/vpt ``src/models/vit_prompt/vit.py`` (``
   dropout for VPT-shallow" (V-PETL Bench's shallow code has none either), so ``vpt_shallow`` defaults to 0.
 
 Prompt length. VPT tunes p per task in {1, 5, 10, 50, 100, 200}; its per-task values are in the authors'
-released hyper-parameter sheet (linked from the KMnP/vpt README, not in the repository).
-:data:`VPT_DEEP_VTAB1K_LENGTHS` are the VPT-deep VTAB-1k values as reprinted in a public configuration
-file; three of them are confirmed by the official ``demo.ipynb`` ("the hyperparameters are the same from
-our paper": dmlab 100, sun397 5, eurosat 100); the others could not be checked against the sheet itself.
-No public copy of the VPT-shallow per-task lengths or of the FGVC lengths was found, so those presets are
-empty (``length: auto`` then raises and asks for ``lengths_per_task``).
+released hyper-parameter sheet (linked from the KMnP/vpt README, not in the repository). The VPT-deep
+per-task lengths (a public copy of that sheet, agreeing with ``demo.ipynb``) are in the paper recipe
+``configs/experiment/vpt/vpt_deep.yaml``, resolved per task like any per-task value.
 
 Defaults and parameter counts (ViT-B/16, head excluded):
 
@@ -27,8 +24,8 @@ Defaults and parameter counts (ViT-B/16, head excluded):
   ``topN=100``): 100 * 768 = 76,800, the "0.08M" of V-PETL Bench's VTAB-1k table.
 * ``vpt_deep``: p = 50, the official demo's example length: 12 * 50 * 768 = 460,800. No published VTAB-1k
   count is one model's: tables print the mean over tasks of per-task p (V-PETL Bench "0.56M"); the mean
-  with :data:`VPT_DEEP_VTAB1K_LENGTHS` is 12 * 768 * 73.6 = 0.68M, so that 0.56M is not reproducible from the
-  lengths found. Use ``length: auto`` for the paper's per-task setting.
+  with the recipe's VTAB-1k lengths is 12 * 768 * 73.6 = 0.68M, so that 0.56M is not reproducible from the
+  lengths found. ``experiment=vpt/vpt_deep`` runs the paper's per-task lengths.
 
 Structure (wrap, never patch): ``model.norm_pre`` (runs right after the position embedding) is wrapped by
 :class:`PromptInserter`; for deep, blocks 1..L-1 are wrapped by :class:`DeepPromptBlock`. Prompts go after
@@ -60,100 +57,36 @@ from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
 from peftbench.methods.layers.blocks import replace_module, transformer_blocks
 from peftbench.methods.layers.tokens import like_tensor, prepare_extra_tokens
 
-AUTO = "auto"
-
-# VPT-deep prompt length per VTAB-1k task (keys: peftbench dataset names); see the module docstring.
-VPT_DEEP_VTAB1K_LENGTHS: dict[str, int] = {
-    "cifar": 10,
-    "caltech101": 10,
-    "dtd": 10,
-    "oxford_flowers102": 1,
-    "oxford_iiit_pet": 1,
-    "svhn": 50,
-    "sun397": 5,
-    "patch_camelyon": 100,
-    "eurosat": 100,
-    "resisc45": 10,
-    "diabetic_retinopathy": 1,
-    "clevr_count": 100,
-    "clevr_dist": 200,
-    "dmlab": 100,
-    "kitti": 100,
-    "dsprites_loc": 100,
-    "dsprites_ori": 100,
-    "smallnorb_azi": 200,
-    "smallnorb_ele": 200,
-}
-
 
 @dataclasses.dataclass
 class VPTConfig(MethodConfig):
     """VPT options; defaults are VPT-shallow as V-PETL Bench runs it on VTAB-1k (p = 100, no dropout).
 
     Attributes:
-        length: prompt length p, or ``"auto"``: look ``task`` up in ``lengths_per_task``.
-        lengths_per_task: task name -> p, used when ``length`` is ``"auto"``.
-        task: the dataset name (peftbench's ``dataset.name``) that ``length: auto`` looks up.
+        length: prompt length p (per task: a recipe's ``per_task`` table, e.g. ``experiment=vpt/vpt_deep``).
         dropout: dropout on the prompt vectors (training only).
     """
 
-    length: int | str = 100
-    lengths_per_task: dict[str, int] = dataclasses.field(default_factory=dict)
-    task: str | None = None
+    length: int = 100
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.length != AUTO and (
-            isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1
-        ):
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
             raise ConfigError(
-                f"vpt length must be an integer >= 1 or 'auto' (per-task preset), got {self.length!r}; "
-                "e.g. method.length=50 or method.length=auto"
+                f"vpt length must be an integer >= 1, got {self.length!r}; e.g. method.length=50 (per-task lengths: "
+                "experiment=vpt/vpt_deep)"
             )
-        for name, p in dict(self.lengths_per_task).items():
-            if isinstance(p, bool) or not isinstance(p, int) or p < 1:
-                raise ConfigError(f"vpt lengths_per_task[{name!r}] must be an integer >= 1, got {p!r}")
-        if self.task is not None and not isinstance(self.task, str):
-            raise ConfigError(f"vpt task must be a dataset name or null, got {self.task!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(
                 f"vpt dropout must be in [0, 1), got {self.dropout!r}; the paper uses 0.1 (deep)"
             )
 
-    def length_for(self, task: str | None = None) -> int:
-        """The prompt length for ``task`` (default: the config's ``task``).
-
-        Args:
-            task: a dataset name; only used when ``length`` is ``"auto"``.
-
-        Returns:
-            p, the number of prompt tokens.
-        """
-        if self.length != AUTO:
-            return int(self.length)
-        task = task if task is not None else self.task
-        known = ", ".join(sorted(self.lengths_per_task)) or "(none)"
-        if task is None:
-            raise ConfigError(
-                "vpt length=auto needs the task name: set method.task=<dataset name> (on the command line "
-                f"'method.task=${{dataset.name}}') or a fixed method.length=N; tasks with a preset: {known}"
-            )
-        if task not in self.lengths_per_task:
-            raise ConfigError(
-                f"vpt length=auto has no prompt length for task {task!r}; tasks with a preset: {known}. "
-                f"Add one with method.lengths_per_task.{task}=N or set method.length=N"
-            )
-        return int(self.lengths_per_task[task])
-
 
 @dataclasses.dataclass
 class VPTDeepConfig(VPTConfig):
-    """VPT-deep: the official demo's p = 50, dropout 0.1, and the VTAB-1k per-task preset for ``auto``."""
+    """VPT-deep: the official demo's p = 50 and dropout 0.1."""
 
-    length: int | str = 50
-    lengths_per_task: dict[str, int] = dataclasses.field(
-        default_factory=lambda: dict(VPT_DEEP_VTAB1K_LENGTHS)
-    )
+    length: int = 50
     dropout: float = 0.1
 
 
@@ -254,7 +187,7 @@ class VPTShallow(PeftMethod[VPTConfig]):
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
         cfg: VPTConfig = self.config
-        return insert_prompts(model, cfg.length_for(), cfg.dropout, self.deep)
+        return insert_prompts(model, cfg.length, cfg.dropout, self.deep)
 
 
 class VPTDeep(VPTShallow):

@@ -18,7 +18,7 @@ re-parameterisation. On Swin this places the adapter after timm's window padding
 the two agree whenever the feature map divides into windows (every standard 224-pixel config).
 
 Defaults = the paper's VTAB-1k ViT-B/16 setting: hidden dim 8, groups 2, dropout 0.1, ``block`` placement;
-s is tuned per task in {0.1, 0.5, 1, 5, 10} (``configs/repblock/<task>.yaml``, see :data:`VTAB1K_SCALE`);
+s is tuned per task in {0.1, 0.5, 1, 5, 10} (``configs/repblock/<task>.yaml``; the recipe ``experiment=repadapter/repadapter`` holds them);
 the default 1.0 is the class default of the reference code. Count on ViT-B/16 without head, per adapter
 ``conv_A`` 768x8 + 8, ``conv_B`` 768x(8/2) + 768 = 9,992; 24 adapters -> 239,808 (0.24M). The paper and
 V-PETL Bench's VTAB-1k table print 0.22M, which is the weights alone: 24 x (768x8 + 768x4) = 221,184; the
@@ -48,16 +48,6 @@ from peftbench.methods.layers.mergeable import MergeableLinear, merge_linear_wra
 
 # placement -> the logical maps whose input gets an adapter
 TARGETS: dict[str, tuple[str, ...]] = {"block": ("qkv", "mlp_in"), "attn": ("qkv",)}
-
-# Per-task scale s of the reference VTAB-1k runs (luogen1996/RepAdapter configs/repblock/<task>.yaml),
-# keyed by the VTAB-1k folder names.
-VTAB1K_SCALE: dict[str, float] = {
-    "cifar": 0.1, "caltech101": 5.0, "dtd": 1.0, "oxford_flowers102": 0.5, "oxford_iiit_pet": 0.1,
-    "svhn": 10.0, "sun397": 0.1, "patch_camelyon": 1.0, "eurosat": 1.0, "resisc45": 5.0,
-    "diabetic_retinopathy": 0.1, "clevr_count": 0.5, "clevr_dist": 0.1, "dmlab": 5.0, "kitti": 5.0,
-    "dsprites_loc": 5.0, "dsprites_ori": 0.1, "smallnorb_azi": 10.0, "smallnorb_ele": 1.0,
-}  # fmt: skip
-
 
 @dataclasses.dataclass
 class RepAdapterConfig(MethodConfig):
