@@ -79,3 +79,12 @@ def test_a_recipe_trains_end_to_end_on_the_embedded_default(recipe, tmp_path_fac
     assert record.status == "success" and record.per_task is not None and record.per_task.source == "fallback"
     assert record.provenance.config["recipe"]["name"] == recipe
     assert record.metrics.max_eval is not None and record.metrics.max_eval.evaluated_epochs[-1] == 1
+
+
+def test_noahs_recipe_holds_the_released_subnets_its_published_arch_option_reads():
+    # method.arch: published (a count without a dataset, peftbench-params) reads the same subnets the recipe sets
+    from peftbench.methods.unified.search.noah_published import PUBLISHED_VTAB
+
+    table = _recipe("noah/noah")["per_task"]["vtab"]
+    assert {task: entry["method.arch"] for task, entry in table.items()} == {
+        task: {k: list(v) for k, v in arch.items()} for task, arch in PUBLISHED_VTAB.items()}
