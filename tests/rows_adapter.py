@@ -79,5 +79,6 @@ ROWS = [
         vit_b16_formula=lambda: 2 * L * MONA,
         source="analytic: two Monas (hidden 64) per block; Mona's paper evaluates Swin only, so no ViT-B/16 count "
         "is published (on Swin-B this code gives 3,667,456; V-PETL Bench's COCO table prints 4.16M); not zero-init",
+        backbones=TRANSFORMERS,
     ),
 ]

@@ -71,15 +71,16 @@ ROWS = [
         vit_b16_formula=lambda: L * (D * 2 + 2 * D),
         source="V-PETL Bench VTAB-1k 'DTL' 0.04M: a rank-2 map (no bias) before each of the 12 blocks (heekhero/DTL "
         "train_dtl.sh r=2, lora_before_blocks 0-11); DTL+ (fusion_size=3) adds a 768 x 3 x 3 DWConv",
+        backbones=TRANSFORMERS,
     ),
     Row(
         "hst",
-        options={"dims": [8, 12, 16], "heads": [2, 2, 4]},
+        options={"dims": [8, 12], "heads": [2, 2]},  # two side stages: the tiny backbones have 2-3 blocks
         vit_b16_params=764_840,
         vit_b16_formula=_hst_count,
         source="AFeng-x/HST ViT_HSN defaults (764,840 without the head); V-PETL Bench VTAB-1k / FGVC 'HST' 0.78M = "
         "the FGVC convention with head (764,840 + 73 x 234.6 = 781,966), see configs/method/hst.yaml",
-        backbones=("vit",),
+        backbones=TOKEN_VITS,
         vit_b16_head=73 * 100,
     ),
 ]

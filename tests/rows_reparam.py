@@ -78,6 +78,7 @@ NATIVE_ROWS = [
         source="Hydra (Kim et al. 2023) vtab1k/README.md table and V-PETL Bench README VTAB-1k 'Hydra' 0.28M: both "
         "count the head averaged over the 19 VTAB-1k tasks (their linear probe is 0.04M): 239,712 + 940 x 769 / 19 "
         "= 277,757; r = 2, a parallel and a sequential branch on attn.proj and on mlp.fc2",
+        backbones=TRANSFORMERS,
         mergeable=True,
     ),
 ]

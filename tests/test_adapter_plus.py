@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.adapter_plus import FGVC_DIMS, VTAB1K_DIMS, PostAdapterBlock
+from peftbench.methods.addition.adapter.adapter_plus import PostAdapterBlock
 from peftbench.methods.attach import attach_method
 from peftbench.methods.layers.bottleneck import Bottleneck
 from peftbench.methods.registry import build_method
 from tests.method_rows import D as D_B16
 from tests.method_rows import L as L_B16
-from tests.tiny_models import tiny_swin, tiny_vit
+from peftbench.paths import config_dir
+from tests.tiny_models import ARCHS, tiny_swin, tiny_vit
 
 
 def _prepared(builder=tiny_vit, **options):
@@ -78,17 +79,28 @@ def test_drop_path_drops_the_whole_branch_per_sample_in_training_only():
         assert not ((wrapper(x) - y).abs().amax(dim=(1, 2)) == 0).any()
 
 
-def test_auto_uses_the_per_task_dims_and_they_give_the_published_mean():
-    model = _prepared(dim="auto", task="resisc45")
-    assert model.blocks[0].adapter.down.out_features == 32
-    assert _prepared(dim="auto", task="cub").blocks[0].adapter.down.out_features == 2  # FGVC presets too
-    with pytest.raises(ConfigError, match="method.task"):
-        _prepared(dim="auto")
-    with pytest.raises(ConfigError, match="no preset for task 'imagenet'"):
-        _prepared(dim="auto", task="imagenet")
+def test_the_recipes_per_task_dims_give_the_published_mean():
+    from omegaconf import OmegaConf
+
+    per_task = OmegaConf.load(config_dir() / "experiment" / "adapter_plus" / "adapter_plus_opt.yaml").per_task
+    dims = [values["method.dim"] for values in per_task.vtab.values()]
     # "Adapter+ opt." sits at 0.27M in the paper's Fig. 1: the mean over the 19 tasks, head (940 x 769) included
-    per_task = [L_B16 * (D_B16 * r + r + r * D_B16 + D_B16 + D_B16) for r in VTAB1K_DIMS.values()]
-    assert len(per_task) == 19 and not set(VTAB1K_DIMS) & set(FGVC_DIMS) and round((sum(per_task) + 940 * 769) / 19 / 1e6, 2) == 0.27
+    counts = [L_B16 * (D_B16 * r + r + r * D_B16 + D_B16 + D_B16) for r in dims]
+    assert len(counts) == 19 and round((sum(counts) + 940 * 769) / 19 / 1e6, 2) == 0.27
+
+
+def test_on_convnext_the_adapter_reads_each_blocks_channels_first_output_per_pixel():
+    model = ARCHS["convnext"].build()
+    attach_method(model, build_method("adapter_plus", {"dim": 4}))
+    wrapper = model.stages[1].blocks[0]
+    assert isinstance(wrapper, PostAdapterBlock) and wrapper.channels_first
+    with torch.no_grad():
+        wrapper.scaling.normal_()
+        x = torch.randn(2, 8, 4, 4)  # (B, C, H, W)
+        y = wrapper.base_layer(x)
+        h = y.permute(0, 2, 3, 1)
+        expected = y + (wrapper.adapter.up(nn.functional.gelu(wrapper.adapter.down(h))) * wrapper.scaling).permute(0, 3, 1, 2)
+        torch.testing.assert_close(wrapper.eval()(x), expected)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +109,7 @@ def test_auto_uses_the_per_task_dims_and_they_give_the_published_mean():
         ({"dim": 0}, "dim must be an integer"),
         ({"dropout": 1.5}, r"\[0, 1\)"),
         ({"drop_path": -0.1}, "drop_path"),
-        ({"dims_per_task": {"svhn": 0}}, "dims_per_task.svhn"),
+        ({"dim": "auto"}, "dim must be an integer"),
     ],
 )
 def test_bad_options_raise(options, match):

@@ -8,9 +8,9 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.attach import attach_method
-from peftbench.methods.partial.reparam.hydra import VTAB1K_DROPOUT, VTAB1K_SCALE, HydraLinear
+from peftbench.methods.partial.reparam.hydra import HydraLinear
 from peftbench.methods.registry import build_method
-from tests.tiny_models import tiny_vit
+from tests.tiny_models import ARCHS, tiny_vit
 
 D = 48  # tiny ViT width
 
@@ -69,26 +69,22 @@ def test_dropout_acts_on_the_rank_r_hidden_in_training_only():
     torch.testing.assert_close(layer(x), layer(x), atol=0, rtol=0)
 
 
-def test_auto_uses_the_reference_per_task_scale_and_dropout():
-    model = tiny_vit()
-    attach_method(model, build_method("hydra", {"scale": "auto", "dropout": "auto", "task": "caltech101"}))
-    proj = model.blocks[0].attn.proj
-    assert proj.scale == 4.0 and proj.dropout.p == 0.1
-    assert VTAB1K_SCALE["svhn"] == 3.0 and VTAB1K_DROPOUT["svhn"] == 0.0 and len(VTAB1K_SCALE) == 19
-    with pytest.raises(ConfigError, match="method.task"):
-        attach_method(tiny_vit(), build_method("hydra", {"scale": "auto"}))
-    with pytest.raises(ConfigError, match="no preset for task 'cub'"):
-        attach_method(tiny_vit(), build_method("hydra", {"dropout": "auto", "task": "cub"}))
+def test_on_eva02_the_branches_wrap_proj_and_the_swiglu_output_linear():
+    model = ARCHS["eva02"].build()
+    attach_method(model, build_method("hydra", {"scale": 0.5}))
+    block = model.blocks[0]
+    assert isinstance(block.attn.proj, HydraLinear) and isinstance(block.mlp.fc2, HydraLinear)
+    assert block.mlp.fc2.par_down.in_features == block.mlp.fc1_x.out_features and block.attn.proj.scale == 0.5
+    assert all(type(block.attn.get_submodule(f"{p}_proj")) is nn.Linear for p in "qkv")
 
 
 @pytest.mark.parametrize(
     ("options", "match"),
     [
         ({"dim": 0}, "dim must be an integer"),
-        ({"scale": -1}, "'auto'"),
+        ({"scale": -1}, "scale must be a number > 0"),
+        ({"scale": "auto"}, "scale must be a number > 0"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
-        ({"scale_per_task": {"svhn": 0}}, r"scale_per_task\['svhn'\]"),
-        ({"dropout_per_task": {"svhn": 2}}, r"dropout_per_task\['svhn'\]"),
     ],
 )
 def test_bad_options_raise(options, match):

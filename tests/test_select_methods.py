@@ -24,11 +24,13 @@ from peftbench.assemble import SELECTION_FILE, assemble, parse_spec
 from peftbench.config import compose
 from peftbench.data.readers import ImageListDataset
 from peftbench.errors import ConfigError
-from peftbench.methods.addition.adapter.sct import SCT, class_aware_saliency, salient_channel_scores
+from peftbench.methods.addition.adapter.sct import SCT, SCTQKV, class_aware_saliency, salient_channel_scores
 from peftbench.methods.attach import attach_method
+from peftbench.methods.layers.blocks import layerscale_parameters, transformer_blocks
 from peftbench.methods.layers.selection import selection_modules, top_k_indices
 from peftbench.methods.partial.specification.gps import (
     GPS,
+    SparseDelta,
     accumulate_gradients,
     connection_top_k,
     gps_modules,
@@ -36,7 +38,7 @@ from peftbench.methods.partial.specification.gps import (
 )
 from peftbench.methods.registry import build_method
 from peftbench.records import read_record
-from tests.tiny_models import prepare_on_tiny_data, tiny_training_data, tiny_vit
+from tests.tiny_models import ARCHS, prepare_on_tiny_data, tiny_training_data, tiny_vit
 
 FAST = ["backbone=vit_test", "dataset=vtab/dtd", "trainer.epochs=2", "trainer.warmup_epochs=1",
         "trainer.batch_size=8", "trainer.progress=false", "trainer.device=cpu", "trainer.infer_iters=1",
@@ -81,25 +83,57 @@ def test_supcon_loss_on_a_hand_computed_case():
 
 
 # -- the hook's plumbing against brute-force references --------------------------------------------------------
-def test_sct_scores_equal_the_reference_computation_on_stored_activations():
+@pytest.mark.parametrize(("arch", "prefix"), [("vit", 1), ("dinov2", 5), ("swin", 0)])
+def test_sct_scores_equal_the_reference_computation_on_stored_activations(arch, prefix):
     data = dataclasses.replace(tiny_training_data(num_classes=5), num_classes=8)  # classes 5..7 have no image
-    plain = tiny_vit().eval()
-    model = tiny_vit()
+    plain = ARCHS[arch].build().eval()
+    model = ARCHS[arch].build()
     attach_method(model, build_method("sct", {"top_n": 4}))
     scores = salient_channel_scores(model, data, "attn")
     # the reference: keep every norm2 input of the unmodified model, per class the L2 norm over images and patch
-    # tokens (CLS dropped), then the mean over the classes that occur
-    feats: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(plain.blocks))}
-    for i, block in enumerate(plain.blocks):
-        block.norm2.register_forward_pre_hook(lambda _m, inp, i=i: feats[i].append(inp[0][:, 1:].detach()))
+    # tokens (class token and registers dropped; Swin has none), then the mean over the classes that occur
+    blocks = transformer_blocks(plain)
+    feats: dict[str, list[torch.Tensor]] = {name: [] for name, _ in blocks}
+    for name, block in blocks:
+        block.norm2.register_forward_pre_hook(
+            lambda _m, inp, name=name: feats[name].append(inp[0].flatten(1, -2)[:, prefix:].detach()))
     images = torch.stack([data.plain[j][0] for j in range(len(data.plain))])
     labels = torch.tensor([data.plain[j][1] for j in range(len(data.plain))])
     with torch.no_grad():
         plain(images)
-    for i in range(len(plain.blocks)):
-        x = feats[i][0]  # (N, T, C)
+    for name, _ in blocks:
+        x = feats[name][0]  # (N, T, C)
         expected = torch.stack([x[labels == c].norm(dim=(0, 1)) for c in labels.unique()]).mean(0)
-        torch.testing.assert_close(scores[f"blocks.{i}"], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores[name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sct_qkv_on_separate_projections_maps_the_selected_q_and_v_channels():
+    model = ARCHS["eva02"].build()
+    method = build_method("sct", {"top_n": 4, "position": "qkv"})
+    attach_method(model, method)
+    attn = model.blocks[0].attn
+    assert isinstance(attn.q_proj, SCTQKV) and isinstance(attn.v_proj, SCTQKV) and type(attn.k_proj) is torch.nn.Linear
+    assert attn.q_proj.selection_buffers == ("q_index",) and attn.v_proj.selection_buffers == ("v_index",)
+    summary = prepare_on_tiny_data(model, method)
+    with torch.no_grad():
+        attn.v_proj.v_map.weight.zero_()
+        attn.v_proj.v_map.bias.fill_(1.0)  # the map adds 1 to the selected v channels only
+        x = torch.randn(2, 17, 32)
+        moved = (attn.v_proj(x) - attn.v_proj.base_layer(x)).abs().amax(dim=(0, 1)).nonzero().flatten().tolist()
+    assert moved == summary["channels"]["blocks.0.attn.v_proj"]["v"] == attn.v_proj.v_index.tolist()
+
+
+def test_gps_on_layerscale_backbones_trains_the_layer_scales_and_reads_depthwise_kernels_as_rows():
+    for arch, scales in (("dinov2", 4), ("dinov3", 4), ("convnext", 4)):
+        model = ARCHS[arch].build()
+        method = build_method("gps")
+        attach_method(model, method)
+        trained = {id(p) for p in method.trainable_parameters(model)}
+        layer_scales = layerscale_parameters(model)
+        assert len(layer_scales) == scales and all(id(p) in trained and p.requires_grad for p in layer_scales)
+    dw = model.stages[0].blocks[0].conv_dw  # ConvNeXt's depth-wise 7x7 conv: one row of 49 taps per channel
+    assert isinstance(dw, SparseDelta) and dw.cols == 49 and dw.index.shape == (8, 1)
+    assert not any(p.requires_grad for p in layerscale_parameters(ARCHS["dinov2"].build()))  # before gps: frozen
 
 
 def test_gps_gradient_is_the_summed_supcon_gradient_of_the_plain_model():
@@ -147,10 +181,10 @@ def test_without_data_the_placeholder_selection_stays_and_nothing_is_selected(tm
 def test_bad_selection_options_are_config_errors():
     with pytest.raises(ConfigError, match="exceeds the 48 channels"):
         attach_method(tiny_vit(), build_method("sct"))  # K = 96 on a 48-wide model
-    with pytest.raises(ConfigError, match="no entry for task 'mytask'"):
-        build_method("gps", {"top_k": "auto", "task": "mytask"}).config.k()
-    assert build_method("gps", {"top_k": "auto"}, task="patch_camelyon").config.k() == 2
-    assert build_method("gps", {"top_k": "auto"}, task="nabirds").config.k() == 20
+    with pytest.raises(ConfigError, match="top_k must be an integer >= 1"):
+        build_method("gps", {"top_k": "auto"})  # the per-task K live in the recipe (experiment=gps/gps)
+    with pytest.raises(ConfigError, match="exceeds the 48 inputs of blocks.0.attn.qkv"):
+        attach_method(tiny_vit(), build_method("gps", {"top_k": 49}))  # the blocks' Linears read 48 channels
 
 
 # -- whole runs on a small VTAB-1k tree ---------------------------------------------------------------------

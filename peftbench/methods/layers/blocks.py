@@ -18,14 +18,18 @@ structurally, never by parameter names:
   :class:`LinearSite` lists the ``nn.Linear`` parts whose concatenated outputs are the logical map, so "LoRA
   on qkv" means the same outputs on either layout;
 * :func:`block_linears`: every ``nn.Linear`` at a block-relative path (the plain timm layout);
-* :func:`post_block_modules`: what runs after the last block and before the classifier (final norms, pooling).
+* :func:`post_block_modules`: what runs after the last block and before the classifier (final norms, pooling);
+* :func:`attention_residual` / :func:`mlp_residual`: a transformer block's two halves, for a method that acts on the
+  residual stream between them (SCT, Mona); :func:`layerscale_parameters`: the LayerScale vectors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import torch
 from torch import nn
 
 from peftbench.errors import MethodNotSupportedError
@@ -278,6 +282,58 @@ def post_block_modules(model: nn.Module) -> list[nn.Module]:
         if isinstance(m, nn.Module) and m is not classifier and any(True for _ in m.parameters()):
             found.append(m)
     return found
+
+
+def _layer_scale(block: nn.Module, branch: int, y: torch.Tensor) -> torch.Tensor:
+    """``y`` through the block's LayerScale of ``branch`` (1: attention, 2: MLP), if it has one.
+
+    ViT ``Block``: the ``ls1`` / ``ls2`` modules (``nn.Identity`` without layer scale); ``EvaBlock``: the
+    ``gamma_1`` / ``gamma_2`` vectors (None without); Swin: none.
+    """
+    module = getattr(block, f"ls{branch}", None)
+    if module is not None:
+        return module(y)
+    gamma = getattr(block, f"gamma_{branch}", None)
+    return y if gamma is None else gamma * y
+
+
+def attention_residual(block: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """The first half of a pre-norm transformer block: ``x + drop_path1(ls1(attn(norm1(x))))``.
+
+    Computed exactly as the block's own forward does it, for timm's ViT ``Block`` (``ls1``), ``EvaBlock``
+    (``gamma_1``; ``kwargs`` carry the rotary embeddings to the attention) and ``SwinTransformerBlock`` (the
+    shifted-window attention ``_attn`` on the ``(B, H, W, C)`` map). ``mlp_residual(block, attention_residual(
+    block, x))`` equals ``block(x)``.
+    """
+    if hasattr(block, "_attn"):  # SwinTransformerBlock: window partition, shift and merge around its attention
+        return x + block.drop_path1(block._attn(block.norm1(x)))
+    return x + block.drop_path1(_layer_scale(block, 1, block.attn(block.norm1(x), **kwargs)))
+
+
+def mlp_residual(block: nn.Module, x: torch.Tensor,
+                 after_mlp: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The second half of a pre-norm transformer block: ``x + drop_path2(ls2(mlp(norm2(x))))``.
+
+    Token-wise, so Swin's ``(B, H, W, C)`` map needs no reshape (the block flattens it; the result is the same).
+    ``after_mlp``, if given, acts on the MLP's output inside the layer scale: ``ls2(after_mlp(mlp(norm2(x))))``.
+    """
+    y = block.mlp(block.norm2(x))
+    if after_mlp is not None:
+        y = after_mlp(y)
+    return x + block.drop_path2(_layer_scale(block, 2, y))
+
+
+def layerscale_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The LayerScale vectors of the residual blocks, in block order: ViT ``ls1.gamma`` / ``ls2.gamma`` (DINOv2,
+    DeiT-III), Eva ``gamma_1`` / ``gamma_2`` (DINOv3), ConvNeXt's ``gamma``; empty on backbones without."""
+    out = []
+    for _, block in backbone_blocks(model):
+        for owner, name in ((getattr(block, "ls1", None), "gamma"), (getattr(block, "ls2", None), "gamma"),
+                            (block, "gamma_1"), (block, "gamma_2"), (block, "gamma")):
+            p = getattr(owner, name, None) if owner is not None else None
+            if isinstance(p, nn.Parameter):
+                out.append(p)
+    return out
 
 
 def block_width(block: nn.Module) -> int:

@@ -12,20 +12,24 @@ Paper: Steitz & Roth (CVPR 2024), "Adapters Strike Back". Reference implementati
   adapter, not an exact one);
 * stochastic depth on the adapter branch, ``drop_path: 0.1`` (besides the ViT's own drop-path 0.1 of the recipe).
 
-``dim: auto`` uses the per-task r of ``conf/experiment/{vtab,fgvc}/adapter_plus_dim1-32.yaml`` (the paper's
-"Adapter+ opt.", r chosen per task on the validation split; :data:`VTAB1K_DIMS`, :data:`FGVC_DIMS`); the
-training entry point fills ``task`` from ``dataset.name``. Recipe of the reference (``conf/config.yaml``, ``conf/train/``): AdamW lr 1e-3,
-wd 1e-4 (none on biases and scalings), batch 64, 100 epochs, 10 linear warm-up epochs from lr/100, cosine to
-lr/1000, ViT drop-path 0.1, test accuracy after the last epoch, mean of seeds 18, 45, 25.
+The per-task r of the paper's "Adapter+ opt." (r chosen per task on the validation split,
+``conf/experiment/{vtab,fgvc}/adapter_plus_dim1-32.yaml``) are in the recipe
+``configs/experiment/adapter_plus/adapter_plus_opt.yaml``. Recipe of the reference (``conf/config.yaml``,
+``conf/train/``): AdamW lr 1e-3, wd 1e-4 (none on biases and scalings), batch 64, 100 epochs, 10 linear warm-up
+epochs from lr/100, cosine to lr/1000, ViT drop-path 0.1, test accuracy after the last epoch, mean of seeds 18,
+45, 25.
 
 Count on ViT-B/16 without head, r = 8: 12 x (768*8 + 8 + 8*768 + 768 + 768) = 165,984. The paper's Fig. 1
 (``assets/params_accuracy.png``) puts Adapter+ r = 8 at 0.20M: it counts the head averaged over the 19 VTAB-1k
 tasks (its linear-probing line sits at 0.04M; ``get_results.ipynb`` averages the runs' trainable parameters),
-165,984 + 940 x 769 / 19 = 204,029. The per-task r of ``dim: auto`` give 0.27M the same way ("Adapter+ opt.").
+165,984 + 940 x 769 / 19 = 204,029. The per-task r of "Adapter+ opt." give 0.27M the same way.
 
 Structure (wrap, never patch): each block becomes a :class:`PostAdapterBlock` whose frozen ``base_layer`` is the
-original block. Works on Swin (``SwinTransformerBlock`` has the same residual stream; the adapter is
-token-wise, on the ``(B, H, W, C)`` output); the paper and the reference code cover ViTs only.
+original block. The paper and the reference code cover ViTs only; the adapter reads the block's output token by
+token, so the same placement exists on every backbone: Eva blocks (the rotary embeddings pass to the block),
+Swin (the ``(B, H, W, C)`` output) and ConvNeXt (each block's channels-first ``(B, C, H, W)`` output, per pixel).
+The adapter is outside any LayerScale (it follows the residual add) and adapts every token, prefix tokens
+(class, registers) included, as the reference adapts the class token.
 """
 
 from __future__ import annotations
@@ -39,22 +43,11 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import backbone_family, replace_module
 from peftbench.methods.layers.bottleneck import Bottleneck, adapter_blocks, block_width, reference_tensor
 from peftbench.methods.layers.checks import check_dropout, check_positive_int
 
-AUTO = "auto"
 HOULSBY_STD = 0.01  # the paper's value (Houlsby et al.'s code uses 0.001)
-
-# Per-task r of "Adapter+ opt." (visinf/adapter_plus @ 191c4ab conf/experiment/{vtab,fgvc}/adapter_plus_dim1-32.yaml,
-# ``dataset_dim``), keyed by peftbench's VTAB-1k and FGVC dataset names.
-VTAB1K_DIMS: dict[str, int] = {
-    "cifar": 1, "caltech101": 4, "dtd": 2, "oxford_flowers102": 1, "oxford_iiit_pet": 8, "svhn": 16, "sun397": 1,
-    "patch_camelyon": 16, "eurosat": 2, "resisc45": 32, "diabetic_retinopathy": 32, "clevr_count": 4,
-    "clevr_dist": 8, "dmlab": 8, "kitti": 8, "dsprites_loc": 32, "dsprites_ori": 4, "smallnorb_azi": 32,
-    "smallnorb_ele": 8,
-}  # fmt: skip
-FGVC_DIMS: dict[str, int] = {"cub": 2, "nabirds": 2, "oxford_flowers": 1, "stanford_dogs": 1, "stanford_cars": 32}
 
 
 @dataclasses.dataclass
@@ -62,22 +55,17 @@ class AdapterPlusConfig(MethodConfig):
     """Adapter+ options; defaults are the paper's VTAB-1k configuration without per-task tuning (r = 8).
 
     Attributes:
-        dim: r, the bottleneck width, or ``"auto"``: look ``task`` up in ``dims_per_task``.
+        dim: r, the bottleneck width.
         dropout: dropout after the GELU (training only).
         drop_path: stochastic depth on the adapter branch (training only).
-        dims_per_task: task name -> r, used by ``dim: auto``.
-        task: the dataset name (peftbench's ``dataset.name``) that ``auto`` looks up.
     """
 
-    dim: int | str = 8
+    dim: int = 8
     dropout: float = 0.0
     drop_path: float = 0.1
-    dims_per_task: dict[str, int] = dataclasses.field(default_factory=lambda: {**VTAB1K_DIMS, **FGVC_DIMS})
-    task: str | None = None
 
     def __post_init__(self) -> None:
-        if self.dim != AUTO:
-            check_positive_int("adapter_plus", "dim", self.dim)
+        check_positive_int("adapter_plus", "dim", self.dim)
         check_dropout("adapter_plus", self.dropout)
         if isinstance(self.drop_path, bool) or not isinstance(self.drop_path, (int, float)) or not (
             0.0 <= self.drop_path < 1.0
@@ -86,27 +74,6 @@ class AdapterPlusConfig(MethodConfig):
                 f"adapter_plus drop_path must be in [0, 1), got {self.drop_path!r}; the paper uses "
                 "method.drop_path=0.1"
             )
-        for task, r in dict(self.dims_per_task).items():
-            check_positive_int("adapter_plus", f"dims_per_task.{task}", r)
-        if self.task is not None and not isinstance(self.task, str):
-            raise ConfigError(f"adapter_plus task must be a dataset name or null, got {self.task!r}")
-
-    def resolved_dim(self) -> int:
-        """r, with ``auto`` looked up for ``task``."""
-        if self.dim != AUTO:
-            return int(self.dim)
-        known = ", ".join(sorted(self.dims_per_task)) or "(none)"
-        if self.task is None:
-            raise ConfigError(
-                "adapter_plus dim=auto needs the task name: set method.task=<dataset name> (the training entry "
-                f"point fills it from dataset.name) or a fixed method.dim; tasks with a preset: {known}"
-            )
-        if self.task not in self.dims_per_task:
-            raise ConfigError(
-                f"adapter_plus dim=auto has no preset for task {self.task!r}; tasks with a preset: {known}. "
-                f"Add one with method.dims_per_task.{self.task}=<r> or set a fixed method.dim"
-            )
-        return int(self.dims_per_task[self.task])
 
 
 class PostAdapterBlock(PeftModule):
@@ -121,35 +88,40 @@ class PostAdapterBlock(PeftModule):
     """
 
     def __init__(
-        self, base_layer: nn.Module, adapter: nn.Module, width: int, drop_path: float, like: torch.Tensor
+        self, base_layer: nn.Module, adapter: nn.Module, width: int, drop_path: float, like: torch.Tensor,
+        channels_first: bool = False,
     ) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.adapter = adapter
         self.scaling = nn.Parameter(torch.ones(width, dtype=like.dtype, device=like.device))  # (D,)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.channels_first = channels_first
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        y = self.base_layer(x, *args, **kwargs)  # ViT (B, N, D); Swin (B, H, W, D)
+        y = self.base_layer(x, *args, **kwargs)  # ViT / Eva (B, N, D); Swin (B, H, W, D); ConvNeXt (B, D, H, W)
+        if self.channels_first:
+            h = y.permute(0, 2, 3, 1)  # (B, H, W, D)
+            return y + (self.drop_path(self.adapter(h)) * self.scaling).permute(0, 3, 1, 2)
         return y + self.drop_path(self.adapter(y)) * self.scaling
 
 
 def apply_adapter_plus(model: nn.Module, cfg: AdapterPlusConfig, method: str = "adapter_plus") -> nn.Module:
-    """Put an Adapter+ after every transformer block.
+    """Put an Adapter+ after every residual block.
 
     Args:
-        model: a timm ViT or Swin.
-        cfg: the Adapter+ options (``dim: auto`` needs ``cfg.task``).
+        model: a timm ViT, Eva, Swin or ConvNeXt.
+        cfg: the Adapter+ options.
         method: the method's name, for error messages.
 
     Returns:
         The same model, adapted in place.
     """
-    dim = cfg.resolved_dim()
-    for name, block in adapter_blocks(model, method):
+    channels_first = backbone_family(model) == "convnext"
+    for name, block in adapter_blocks(model, method, needs=()):
         width, like = block_width(block), reference_tensor(block)
-        adapter = Bottleneck(width, dim, "gelu", cfg.dropout, "trunc_normal", HOULSBY_STD, like)
-        replace_module(model, name, PostAdapterBlock(block, adapter, width, cfg.drop_path, like))
+        adapter = Bottleneck(width, cfg.dim, "gelu", cfg.dropout, "trunc_normal", HOULSBY_STD, like)
+        replace_module(model, name, PostAdapterBlock(block, adapter, width, cfg.drop_path, like, channels_first))
     return model
 
 
@@ -160,7 +132,13 @@ class AdapterPlus(PeftMethod[AdapterPlusConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = AdapterPlusConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "registers": "register tokens are adapted like every token",
+        "layerscale": "the adapter follows the residual add, outside the layer scale",
+        "rope": "the rotary embeddings pass to the wrapped block",
+        "convnext": "after each block, on its channels-first output per pixel",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_adapter_plus(model, self.config, self.name)

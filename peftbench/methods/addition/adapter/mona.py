@@ -24,9 +24,15 @@ published ViT configuration, parameter count or VTAB-1k result behind it. Count 
 24 x (2*64*768 + 64^2 + 88*64 + 5*768) = 24 x 111,872 = 2,684,928 (analytic).
 
 Structure (wrap, never patch): each block becomes a :class:`ViTMonaBlock` / :class:`SwinMonaBlock` whose
-frozen ``base_layer`` is the original block; the wrapper runs the block's own sub-modules in timm's order with
-the two Monas between them (``Block.forward``; Swin's ``_attn`` for the shifted-window attention), so
-drop-path and layer scale act exactly as in the block. Swin's stream is already the ``(B, H, W, C)`` map.
+frozen ``base_layer`` is the original block; the wrapper runs the block's two halves from the anatomy layer
+(``attention_residual``, ``mlp_residual``: exactly the block's own computation) with a Mona after each, so
+drop-path and layer scale act as in the block. Swin's stream is already the ``(B, H, W, C)`` map.
+
+Other backbones, through the same ViT extension: Eva blocks (EVA-02, DINOv3) take the ViT wrapper, the rotary
+embeddings reaching the attention; an in-block LayerScale (DINOv2, DINOv3) stays on its branch, before the
+residual add the Mona follows; SigLIP has no prefix token, so every token is on the grid. ConvNeXt is refused:
+Mona follows the attention and the MLP residual adds of a transformer block, and a ConvNeXt block has one
+convolutional residual branch (the authors define no form for it).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from torch import nn
 
 from peftbench.errors import MethodNotSupportedError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, backbone_family
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import attention_residual, mlp_residual, replace_module
 from peftbench.methods.layers.bottleneck import (
     adapter_blocks,
     block_width,
@@ -148,7 +154,7 @@ class MonaAdapter(nn.Module):
 
 
 class ViTMonaBlock(PeftModule):
-    """A timm ViT ``Block`` with a Mona after the attention residual and one after the MLP residual."""
+    """A timm ViT ``Block`` or ``EvaBlock`` with a Mona after the attention residual and one after the MLP residual."""
 
     def __init__(self, base_layer: nn.Module, mona1: MonaAdapter, mona2: MonaAdapter, grid: tuple[int, int], num_prefix: int) -> None:
         super().__init__()
@@ -170,12 +176,9 @@ class ViTMonaBlock(PeftModule):
         parts = ([prefix] if prefix is not None else []) + [grid.reshape(B, H * W, D)]
         return torch.cat(parts, dim=1)  # (B, N, D)
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        b = self.base_layer
-        x = x + b.drop_path1(b.ls1(b.attn(b.norm1(x), *args, **kwargs)))
-        x = self._mona(self.mona1, x)
-        x = x + b.drop_path2(b.ls2(b.mlp(b.norm2(x))))
-        return self._mona(self.mona2, x)
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        x = self._mona(self.mona1, attention_residual(self.base_layer, x, **kwargs))  # Eva: rotary embeddings
+        return self._mona(self.mona2, mlp_residual(self.base_layer, x))
 
 
 class SwinMonaBlock(PeftModule):
@@ -188,27 +191,22 @@ class SwinMonaBlock(PeftModule):
         self.mona2 = mona2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.base_layer
-        B, H, W, C = x.shape
-        x = x + b.drop_path1(b._attn(b.norm1(x)))  # shifted-window attention, as the block computes it
-        x = self.mona1(x)[0]
-        x = x.reshape(B, H * W, C)
-        x = x + b.drop_path2(b.mlp(b.norm2(x)))
-        return self.mona2(x.reshape(B, H, W, C))[0]
+        x = self.mona1(attention_residual(self.base_layer, x))[0]  # (B, H, W, C): shifted-window attention
+        return self.mona2(mlp_residual(self.base_layer, x))[0]
 
 
 def apply_mona(model: nn.Module, cfg: MonaConfig, method: str = "mona") -> nn.Module:
-    """Put two Monas into every transformer block of a timm ViT (fixed image size) or Swin.
+    """Put two Monas into every transformer block of a timm ViT / Eva (fixed image size) or Swin.
 
     Args:
-        model: a timm VisionTransformer or SwinTransformer.
+        model: a timm VisionTransformer, Eva or SwinTransformer.
         cfg: the Mona options.
         method: the method's name, for error messages.
 
     Returns:
         The same model, adapted in place.
     """
-    vit = backbone_family(model) == "vit"
+    vit = backbone_family(model) in ("vit", "eva")
     if vit and getattr(model, "dynamic_img_size", False):
         raise MethodNotSupportedError(
             f"method {method!r} lays the patch tokens on the grid fixed at build time; this backbone has "
@@ -233,7 +231,17 @@ class Mona(PeftMethod[MonaConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = MonaConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "Mona follows the attention and the MLP residual adds of a transformer block; a ConvNeXt block has "
+        "one convolutional residual branch, for which the authors define no Mona",
+    }
+    notes = {
+        "registers": "register tokens go through the convolutions' centre taps, as the class token",
+        "layerscale": "each Mona follows the residual add, outside the layer scale",
+        "map_head": "no prefix token: every token is on the grid",
+        "rope": "the rotary embeddings reach the attention; the Monas act on the stream after it",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_mona(model, self.config, self.name)

@@ -19,7 +19,17 @@ Reference: showlab/SCT @ 384cecb: ``train_model_sct.py`` (``getSalientChannels``
 
 Defaults: ViT-B/16 VTAB-1k, K = 96, ``attn``: 12 x (96 x 96 + 96) = 111,744 parameters (V-PETL Bench's
 "SCT 0.11M"). Ties in the score go to the lower channel index (the code's strict threshold would select fewer
-than K on a tie and then fail). Defined for ViT only: the released selection hooks only ViT layer names.
+than K on a tie and then fail).
+
+Backbones. The block's two halves come from the anatomy layer (``attention_residual`` / ``mlp_residual``), so the
+map sits on the residual stream between them on every transformer block: an in-block LayerScale (DINOv2, DINOv3)
+stays on its branch before the add, and Eva's rotary embeddings reach the attention. Scores are taken over patch
+tokens only: every prefix token (class and registers) is dropped, as the reference drops the class token (SigLIP
+has none). Swin: the reference's ``models/swin_transformer_sct.py`` puts ``sct_attn`` after the attention residual
+add of every Swin block, but its released selection hooks only ViT layer names, so no Swin selection is published;
+here each Swin block is scored on all its tokens (no class token) and keeps K channels whatever the stage width.
+``qkv`` on EVA-02's separate projections: the q map on ``q_proj``, the v map on ``v_proj``. ConvNeXt is refused:
+its blocks have no attention, so neither ``sct_attn`` nor ``sct_qkv`` has a place there.
 """
 
 from __future__ import annotations
@@ -31,9 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, TrainingData
-from peftbench.methods.layers.blocks import replace_module, transformer_blocks
+from peftbench.methods.layers.blocks import (
+    attention_residual,
+    backbone_family,
+    block_sites,
+    block_width,
+    mlp_residual,
+    replace_module,
+)
+from peftbench.methods.layers.bottleneck import adapter_blocks
 from peftbench.methods.layers.checks import check_choice, check_positive_int, is_positive_number
 from peftbench.methods.layers.selection import SelectionModule, batches, top_k_indices
 
@@ -77,7 +95,8 @@ class ChannelMap(nn.Module):
 
 
 class SCTBlock(SelectionModule):
-    """A timm ViT ``Block`` with a channel map after its attention residual add (``attn``) or on its MLP output."""
+    """A transformer block (timm ViT, Eva or Swin) with a channel map after its attention residual add (``attn``)
+    or on its MLP output inside the layer scale (``mlp``)."""
 
     selection_buffers = ("index",)
 
@@ -89,50 +108,47 @@ class SCTBlock(SelectionModule):
         self.register_buffer("index", torch.arange(k, device=self.map.weight.device))  # placeholder until prepare
         self.active = True  # False while the selection reads the pretrained activations
 
+    def _map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x, self.index)
+
     def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         b = self.base_layer
-        x = x + b.drop_path1(b.ls1(b.attn(b.norm1(x), **kwargs)))
+        x = attention_residual(b, x, **kwargs)  # ViT / Eva (B, N, D); Swin (B, H, W, C)
         if self.position == "attn" and self.active:
-            x = self.map(x, self.index)
-        y = b.mlp(b.norm2(x))
-        if self.position == "mlp" and self.active:
-            y = self.map(y, self.index)
-        return x + b.drop_path2(b.ls2(y))
+            x = self._map(x)
+        return mlp_residual(b, x, self._map if self.position == "mlp" and self.active else None)
+
+
+QV_SLOTS = {0: "q", 2: "v"}  # the q and v slots of the logical qkv map (q | k | v)
 
 
 class SCTQKV(SelectionModule):
-    """The fused ``qkv`` Linear with channel maps on K selected q channels and K selected v channels."""
+    """A Linear of the ``qkv`` site with channel maps on K selected channels of each q / v slot it computes.
 
-    selection_buffers = ("q_index", "v_index")
+    Args:
+        qkv: timm's fused ``qkv`` (q and v slots) or EVA-02's ``q_proj`` / ``v_proj`` (one slot).
+        k: K.
+        init_std: trunc-normal std of the maps' weights.
+        offsets: slot (``q`` / ``v``) -> its first channel in this Linear's output.
+        width: the width of one slot.
+    """
 
-    def __init__(self, qkv: nn.Linear, k: int, init_std: float) -> None:
+    def __init__(self, qkv: nn.Linear, k: int, init_std: float, offsets: dict[str, int], width: int) -> None:
         super().__init__()
-        width = qkv.out_features // 3
         self.base_layer = qkv
-        self.q_map = ChannelMap(k, init_std, qkv.weight)
-        self.v_map = ChannelMap(k, init_std, qkv.weight)
-        self.register_buffer("q_index", torch.arange(k, device=qkv.weight.device))
-        self.register_buffer("v_index", torch.arange(k, device=qkv.weight.device) + 2 * width)
+        self.offsets, self.width = dict(offsets), int(width)
+        self.selection_buffers = tuple(f"{slot}_index" for slot in self.offsets)  # type: ignore[misc]
+        for slot, offset in self.offsets.items():
+            setattr(self, f"{slot}_map", ChannelMap(k, init_std, qkv.weight))
+            self.register_buffer(f"{slot}_index", torch.arange(k, device=qkv.weight.device) + offset)
         self.active = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)  # (B, N, 3D): q | k | v
+        out = self.base_layer(x)  # (B, N, 3D): q | k | v, or one slot (B, N, D)
         if self.active:
-            out = self.q_map(out, self.q_index)
-            out = self.v_map(out, self.v_index)
+            for slot in self.offsets:
+                out = getattr(self, f"{slot}_map")(out, getattr(self, f"{slot}_index"))
         return out
-
-
-def _vit_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from timm.models.vision_transformer import Block
-
-    blocks = transformer_blocks(model)
-    for name, block in blocks:
-        if type(block) is not Block:
-            raise MethodNotSupportedError(
-                f"sct wraps timm's ViT Block; {name} is {type(block).__name__}. Use a timm VisionTransformer backbone."
-            )
-    return blocks
 
 
 class SCT(PeftMethod[SCTConfig]):
@@ -142,22 +158,38 @@ class SCT(PeftMethod[SCTConfig]):
     family = "addition"
     subfamily = "adapter"
     config_cls = SCTConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "SCT's channel map follows the attention residual add (sct_attn) or sits on q and v (sct_qkv), "
+        "and a ConvNeXt block has no attention; the reference covers ViT and Swin",
+    }
+    notes = {
+        "registers": "register tokens are left out of the saliency scores, as the class token",
+        "layerscale": "attn: the map acts on the stream after the layer-scaled residual add; mlp: inside the layer scale",
+        "map_head": "no class token: every token is scored",
+        "rope": "the rotary embeddings reach the attention; the map acts after it",
+        "qkv_separate": "position qkv: the q map on q_proj, the v map on v_proj",
+        "swiglu": "position mlp: the map on the SwiGLU MLP's D-wide output",
+    }
     looks_at_data = True
     criterion = ("class-aware channel saliency: mean over classes of the L2 norm over the class's images and patch "
                  "tokens of each channel of the pretrained activations at the module's site; top-K per block")
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg = self.config
-        for name, block in _vit_blocks(model):
-            width = int(block.norm1.normalized_shape[-1])
+        for name, block in adapter_blocks(model, self.name, needs=("attn", "mlp")):
+            width = block_width(block)
             if cfg.top_n > width:
                 raise ConfigError(f"sct top_n={cfg.top_n} exceeds the {width} channels of {name}; "
                                   f"choose method.top_n <= {width}")
-            if cfg.position == "qkv":
-                replace_module(model, f"{name}.attn.qkv", SCTQKV(block.attn.qkv, cfg.top_n, cfg.init_std))
-            else:
+            if cfg.position != "qkv":
                 replace_module(model, name, SCTBlock(block, cfg.top_n, cfg.position, cfg.init_std))
+                continue
+            for part in block_sites(model, "qkv", [(name, block)])[0].parts:
+                offsets = {QV_SLOTS[s]: i * part.slot_width for i, s in enumerate(part.slots) if s in QV_SLOTS}
+                if offsets:
+                    replace_module(model, part.name, SCTQKV(part.layer, cfg.top_n, cfg.init_std, offsets,
+                                                                 part.slot_width))
         return model
 
     def prepare(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
@@ -165,11 +197,11 @@ class SCT(PeftMethod[SCTConfig]):
         k, selected = self.config.top_n, {}
         for name, module in _sct_modules(model):
             if isinstance(module, SCTQKV):
-                q, v = scores[f"{name}.q"], scores[f"{name}.v"]
-                width = q.numel()
-                module.q_index.copy_(top_k_indices(q, k))
-                module.v_index.copy_(top_k_indices(v, k) + 2 * width)
-                selected[name] = {"q": module.q_index.tolist(), "v": (module.v_index - 2 * width).tolist()}
+                selected[name] = {}
+                for slot, offset in module.offsets.items():
+                    index = getattr(module, f"{slot}_index")
+                    index.copy_(top_k_indices(scores[f"{name}.{slot}"], k) + offset)
+                    selected[name][slot] = (index - offset).tolist()
             else:
                 module.index.copy_(top_k_indices(scores[name], k))
                 selected[name] = module.index.tolist()
@@ -203,12 +235,15 @@ def salient_channel_scores(model: nn.Module, data: TrainingData, position: str) 
         ``{site name: (C,) scores}``; ``qkv`` sites give ``<name>.q`` and ``<name>.v``.
     """
     modules = _sct_modules(model)
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    # patch tokens only: ViT / Eva drop their prefix (class, registers); Swin has none
+    prefix = int(getattr(model, "num_prefix_tokens", 0)) if backbone_family(model) in ("vit", "eva") else 0
     sums: dict[str, torch.Tensor] = {}
     labels: list[torch.Tensor] = []
 
     def add(key: str, x: torch.Tensor) -> None:
-        sq = x[:, prefix:].double().square().sum(1)  # (B, C): over patch tokens
+        # (B, N, C) tokens, Swin's (B, H, W, C) map, or its qkv over windows (B * windows, area, C): per image
+        tokens = x.reshape(len(labels[-1]), -1, x.shape[-1])[:, prefix:]
+        sq = tokens.double().square().sum(1)  # (B, C): over patch tokens
         acc = sums.setdefault(key, torch.zeros(data.num_classes, sq.shape[-1], dtype=torch.float64, device=sq.device))
         acc.index_add_(0, labels[-1].to(sq.device), sq)
 
@@ -216,10 +251,9 @@ def salient_channel_scores(model: nn.Module, data: TrainingData, position: str) 
     for name, module in modules:
         module.active = False
         if isinstance(module, SCTQKV):
-            def qkv_hook(_m, _inp, out, name=name):
-                width = out.shape[-1] // 3
-                add(f"{name}.q", out[..., :width])
-                add(f"{name}.v", out[..., 2 * width:])
+            def qkv_hook(_m, _inp, out, module=module, name=name):
+                for slot, offset in module.offsets.items():
+                    add(f"{name}.{slot}", out[..., offset:offset + module.width])
             hooks.append(module.base_layer.register_forward_hook(qkv_hook))
         elif position == "attn":  # the input of norm2: the stream after the attention residual add
             hooks.append(module.base_layer.norm2.register_forward_pre_hook(

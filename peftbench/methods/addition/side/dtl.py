@@ -18,7 +18,9 @@ block input carries the side output and autograd keeps those blocks' activations
 
 Pooling: the reference ViT averages the patch tokens and then applies the final LayerNorm (``x[:, 1:].mean(1)``,
 then ``norm``) instead of timm's class token after the norm; ``pool="avg"`` (default) does the same with the frozen
-pretrained norm, ``pool="token"`` keeps timm's class-token pooling. Swin already pools that way.
+pretrained norm, ``pool="token"`` keeps timm's class-token pooling. Swin and EVA-02 (timm's ``avg`` pool, then
+``fc_norm``) already pool that way. A backbone without a class token to replace keeps its own pooling: SigLIP's
+frozen attention-pool head reads the adapted tokens (``pool="token"`` is refused there).
 
 Defaults (ViT-B/16, VTAB-1k): r = 2, beta = 100, maps before blocks 0-11, adds after blocks 6-11, no DWConv (DTL).
 Swin (reference ``swin_transformer.py``): each stage keeps its own running sum, block indices count over all stages,
@@ -28,19 +30,27 @@ use r = 4, read_from = 4, add_from = 14 (set them as options; add_from null woul
 Structure (wrap, never patch): ``model.blocks`` (Swin: each ``layers[s].blocks``) -> :class:`CompactSideNetwork`
 (base_layer = the frozen blocks); ``pool="avg"`` on a class-token ViT also wraps ``model.norm`` in
 :class:`PatchMeanNorm` (base_layer = the frozen final norm, applied to the mean of the patch tokens).
+
+Other backbones: the maps are token-wise, so they read and write every token of a ViT or Eva stream (registers,
+like the class token, are in the running sum; the mean pool and DTL+'s grid leave every prefix token out). Eva's
+blocks sit in a one-element ``ModuleList`` holding the side network, which passes the rotary embeddings on to
+them. The side output is added after the whole block, outside any in-block LayerScale. ConvNeXt is refused: the
+reference (heekhero/DTL) defines the side network on the token streams of ViT and Swin blocks only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import backbone_family, replace_module
 from peftbench.methods.layers.checks import check_choice, check_positive_int, is_positive_number
+from peftbench.methods.layers.tokens import like_tensor
 
 POOLS = ("avg", "token")
 
@@ -143,14 +153,14 @@ class CompactSideNetwork(PeftModule):
         fused = self.fusion(patches).permute(0, 2, 3, 1).reshape(b, gh * gw, d)
         return torch.cat([s[:, : self.prefix], fused], dim=1)  # (B, N, D)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         side: torch.Tensor | None = None  # the running sum h, shaped like x
         for i, block in enumerate(self.base_layer):
             key = str(i)
             if key in self.maps:
                 read = self.maps[key](x)
                 side = read if side is None else side + read
-            x = block(x)
+            x = block(x, **kwargs)  # Eva: rotary embeddings
             if i in self.adds and side is not None:
                 x = x + self._fuse(swish(side, self.beta))  # the side output re-enters the stream
         return x
@@ -183,23 +193,27 @@ def _add_from(cfg: DTLConfig, depth: int) -> int:
     return add_from
 
 
-def _apply_vit(model: nn.Module, cfg: DTLConfig) -> None:
+def _apply_tokens(model: nn.Module, cfg: DTLConfig) -> None:
+    """DTL on a timm ViT or Eva (one token sequence through every block)."""
     blocks = model.blocks
     depth, prefix = len(blocks), int(getattr(model, "num_prefix_tokens", 0))
     add_from = _add_from(cfg, depth)
-    pool = getattr(model, "global_pool", None)
-    if pool not in ("token", "avg") or (cfg.pool == "token" and pool != "token"):
+    pool = "map" if getattr(model, "attn_pool", None) is not None else getattr(model, "global_pool", None)
+    if pool not in ("token", "avg", "map") or (cfg.pool == "token" and pool != "token"):
         raise ConfigError(
-            f"dtl pool={cfg.pool!r} needs a ViT with timm global_pool 'token' (or 'avg' for pool=avg); this model "
-            f"has global_pool={pool!r}. Use a class-token backbone such as vit_b16_in21k"
+            f"dtl pool={cfg.pool!r} needs a backbone whose head pools the class token (timm global_pool 'token'); "
+            f"this one pools with {pool!r}. Use method.pool=avg (the reference's pooling), or a class-token backbone "
+            "such as vit_b16_in21k"
         )
     gh, gw = model.patch_embed.grid_size
     grid = (int(gh), int(gw)) if cfg.fusion_size else None
     side = CompactSideNetwork(blocks, model.embed_dim, list(range(cfg.read_from, depth)),
                               list(range(add_from, depth)), cfg, prefix, grid)
-    like = blocks[0].attn.qkv.weight
-    replace_module(model, "blocks", side.to(dtype=like.dtype, device=like.device))
-    if cfg.pool == "avg" and pool == "token":  # timm's 'avg' already pools the patches before its fc_norm
+    like = like_tensor(model)
+    side = side.to(dtype=like.dtype, device=like.device)
+    # Eva iterates its blocks, passing the rotary embeddings to each: one element holding the side network
+    replace_module(model, "blocks", nn.ModuleList([side]) if backbone_family(model) == "eva" else side)
+    if cfg.pool == "avg" and pool == "token":  # 'avg' already pools the patches before fc_norm; 'map' is kept
         replace_module(model, "norm", PatchMeanNorm(model.norm, prefix))
 
 
@@ -226,9 +240,20 @@ class DTL(PeftMethod[DTLConfig]):
     family = "addition"
     subfamily = "side"
     config_cls = DTLConfig
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "DTL's compact side network reads and writes the token stream of transformer blocks (the "
+        "reference defines it for ViT and Swin); a ConvNeXt's convolutional stages have no such placement",
+    }
+    notes = {
+        "registers": "register tokens are in the running sum; the mean pool and DTL+'s grid leave them out",
+        "layerscale": "the side output is added after the block, outside its layer scale",
+        "map_head": "no class token: the frozen attention-pool head reads the adapted tokens (pool=token refused)",
+        "avg_pool": "timm's patch average + fc_norm is the reference's pooling already",
+        "rope": "the side network passes the rotary embeddings on to the frozen blocks",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         fam = self.check_backbone(model)
-        (_apply_vit if fam == "vit" else _apply_swin)(model, self.config)
+        (_apply_swin if fam == "swin" else _apply_tokens)(model, self.config)
         return model

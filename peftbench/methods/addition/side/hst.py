@@ -6,8 +6,11 @@ Reference implementation followed: AFeng-x/HST @ ee89571, ``models/vit_hsn.py`` 
 ``OverlapPatchEmbed``, ``M_Block``, ``M_C_Attention``, ``Mlp_LE``), with ``train.py`` and
 ``train_scripts/vit/{vtab,fgvc}/*`` for how it is trained.
 
-Backbone side: before block i a learnable meta token m_i (one per block) is put in front of the sequence; after the
-block, its output (the "meta register") and the block's patch tokens are kept and the token is dropped again. The
+Backbone side: before block i a learnable meta token m_i (one per block) joins the sequence; after the block, its
+output (the "meta register") and the block's patch tokens are kept and the token is dropped again. The reference
+puts it in front of the class token; here it sits right after the prefix tokens (class, registers), which is the
+same function on a ViT (attention without position-dependent terms is order-free) and lets Eva's rotary
+embeddings skip it as they skip the prefix. The
 backbone's final norm and class token are unused. Side network (the HSN): a conv stem on the image (3x3/2 conv,
 BatchNorm, ReLU, 2x2/2 conv, LayerNorm: H/4), then stages of widths (32, 48, 64, 72), each after the first opened
 by a 3x3/2 conv + LayerNorm (H/8, H/16, H/32). Stage s pairs one side block with each backbone block of its quarter
@@ -29,8 +32,21 @@ arises.
 
 Structure (wrap, never patch): ``model.patch_embed`` -> :class:`ImageTap` (hands the image to the side network for
 this forward), ``model.blocks`` -> :class:`HierarchicalSideNetwork` (base_layer = the blocks; returns the last
-stage's tokens), ``model.norm`` -> :class:`SidePool` (mean + BatchNorm, base_layer = the unused final norm, read
-by timm's class-token pooling), ``model.head`` -> a fresh Linear(d_last, C), initialised as the reference's.
+stage's tokens), ``model.norm`` -> :class:`SidePool` (mean + BatchNorm, base_layer = the unused final norm),
+``model.head`` -> a fresh Linear(d_last, C), initialised as the reference's.
+
+Other backbones. The classifier reads the side network's pooled features whatever the backbone's head pools:
+:class:`SidePool` repeats the pooled vector over the prefix positions and one patch position, so a class-token
+pool, a patch average (EVA-02) and SigLIP's attention pool (wrapped by :class:`PooledTokenOnly`, frozen and
+unused) all pass it on unchanged; a post-pool ``fc_norm`` (EVA-02) is bypassed (:class:`Unused`) as the final
+norm is. Registers are prefix tokens: neither meta register nor patch feature. CLIP's ``norm_pre`` runs before
+the blocks and stays frozen. Eva: each frozen attention gets the meta token without a rotary position
+(:class:`~peftbench.methods.layers.tokens.RotaryFreeTokens`), the blocks sit in a one-element ``ModuleList`` that
+passes the rotary embeddings on, and the LayerNorms trained inside the blocks include SwiGLU's inner norm
+(EVA-02); the side blocks' MLP ratio and q/k/v bias follow the backbone's (one SwiGLU branch: 8/3), as the
+reference passes its ViT's ``mlp_ratio`` and ``qkv_bias`` to the side network. Swin and ConvNeXt are refused:
+the meta tokens need one global token sequence through every block (Swin attends within shifted windows, on a
+grid that shrinks stage by stage; ConvNeXt has no tokens).
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +63,10 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, PeftModule, method_owned_parameters
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import backbone_family, block_sites, replace_module, transformer_blocks
 from peftbench.methods.layers.checks import check_positive_int
 from peftbench.methods.layers.select import layernorm_parameters, unique
+from peftbench.methods.layers.tokens import RotaryFreeTokens, like_tensor
 
 
 @dataclasses.dataclass
@@ -230,16 +248,17 @@ class HierarchicalSideNetwork(PeftModule):
         )
         self.starts = starts
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         image = self.slot.take()
-        b, m = x.shape[0], self.meta_count
+        b, m, p = x.shape[0], self.meta_count, self.prefix
         gh, gw = self.grid
         registers, features = [], []
         for i, block in enumerate(self.base_layer):
-            x = block(torch.cat([self.meta[i].expand(b, -1, -1), x], dim=1))  # (B, M + N, D)
-            registers.append(x[:, :m])
-            features.append(x[:, m + self.prefix:])  # the patch tokens, (B, gh gw, D)
-            x = x[:, m:]
+            x = torch.cat([x[:, :p], self.meta[i].expand(b, -1, -1), x[:, p:]], dim=1)  # (B, P + M + N, D)
+            x = block(x, **kwargs)  # Eva: rotary embeddings (none for the meta tokens)
+            registers.append(x[:, p : p + m])
+            features.append(x[:, p + m :])  # the patch tokens, (B, gh gw, D)
+            x = torch.cat([x[:, :p], x[:, p + m :]], dim=1)
         if features[0].shape[1] != gh * gw:
             raise RuntimeError(f"hst expects a {gh}x{gw} patch grid, got {features[0].shape[1]} tokens")
         side = image
@@ -260,16 +279,45 @@ class HierarchicalSideNetwork(PeftModule):
 
 
 class SidePool(PeftModule):
-    """Mean of the last stage's tokens through a BatchNorm without affine parameters, as ``(B, 1, d)`` for timm's
-    class-token pooling; ``base_layer`` is the backbone's final norm, frozen and unused."""
+    """Mean of the last stage's tokens through a BatchNorm without affine parameters; ``base_layer`` is the
+    backbone's final norm, frozen and unused.
 
-    def __init__(self, base_layer: nn.Module, dim: int) -> None:
+    Returns ``(B, P + 1, d)``: the pooled vector at the ``P`` prefix positions and one patch position, so the
+    backbone's own pooling (class token ``x[:, 0]``, the mean of ``x[:, P:]``, an attention pool reading one token)
+    hands exactly that vector to the classifier.
+    """
+
+    def __init__(self, base_layer: nn.Module, dim: int, prefix: int) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.bn = nn.BatchNorm1d(dim, affine=False, eps=1e-6)
+        self.positions = int(prefix) + 1
 
     def forward(self, side: torch.Tensor) -> torch.Tensor:
-        return self.bn(side.mean(dim=1)).unsqueeze(1)  # (B, n, d) -> (B, 1, d)
+        pooled = self.bn(side.mean(dim=1))  # (B, n, d) -> (B, d)
+        return pooled.unsqueeze(1).expand(-1, self.positions, -1)  # (B, P + 1, d)
+
+
+class PooledTokenOnly(PeftModule):
+    """In place of an attention-pool head (SigLIP's MAP, frozen and unused): the side network's pooled vector."""
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]  # (B, P + 1, d) copies of the pooled vector -> (B, d)
+
+
+class Unused(PeftModule):
+    """A frozen module the side network's features bypass (EVA-02's ``fc_norm``: the head reads the BatchNorm)."""
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def _stage_ends(cfg: HSTConfig, depth: int) -> list[int]:
@@ -286,28 +334,42 @@ def _stage_ends(cfg: HSTConfig, depth: int) -> list[int]:
 
 
 def apply_hst(model: nn.Module, cfg: HSTConfig) -> nn.Module:
-    """Attach the hierarchical side network to a timm class-token ViT in place (see the module docstring)."""
-    if getattr(model, "global_pool", None) != "token":
-        raise ConfigError(f"hst needs a ViT with timm global_pool='token' (its head reads one pooled token); this "
-                          f"model has global_pool={getattr(model, 'global_pool', None)!r}. Use e.g. vit_b16_in21k")
+    """Attach the hierarchical side network to a timm ViT or Eva in place (see the module docstring)."""
     blocks = model.blocks
-    first = blocks[0]
-    dim, depth = model.embed_dim, len(blocks)
+    dim, depth, prefix = model.embed_dim, len(blocks), int(model.num_prefix_tokens)
     ends = _stage_ends(cfg, depth)
+    first = transformer_blocks(model)[:1]
+    qkv, mlp_in = block_sites(model, "qkv", first)[0], block_sites(model, "mlp_in", first)[0]
+    eva = backbone_family(model) == "eva"
+    if eva and getattr(model, "rope", None) is not None:  # the meta tokens get no rotary position
+        for name, block in transformer_blocks(model):
+            replace_module(model, f"{name}.attn", RotaryFreeTokens(block.attn, "after_prefix"))
     slot = _ImageSlot()
     gh, gw = model.patch_embed.grid_size
     side = HierarchicalSideNetwork(
-        blocks, slot, dim, int(model.num_prefix_tokens), (int(gh), int(gw)),
-        model.patch_embed.proj.in_channels, ends, cfg, first.mlp.fc1.out_features / dim,
-        first.attn.qkv.bias is not None, float(getattr(blocks[-1].drop_path1, "drop_prob", 0.0)),
+        blocks, slot, dim, prefix, (int(gh), int(gw)), model.patch_embed.proj.in_channels, ends, cfg,
+        mlp_in.parts[0].layer.out_features / dim, any(p.layer.bias is not None for p in qkv.parts),
+        float(getattr(blocks[-1].drop_path1, "drop_prob", 0.0)),
     )
-    like = first.attn.qkv.weight
+    like = like_tensor(model)
+    factory = {"dtype": like.dtype, "device": like.device}
     num_classes = model.get_classifier().out_features
     replace_module(model, "patch_embed", ImageTap(model.patch_embed, slot))
-    replace_module(model, "blocks", side.to(dtype=like.dtype, device=like.device))
-    replace_module(model, "norm", SidePool(model.norm, cfg.dims[-1]).to(dtype=like.dtype, device=like.device))
-    replace_module(model, "head", _linear(cfg.dims[-1], num_classes).to(dtype=like.dtype, device=like.device))
+    side = side.to(**factory)
+    # Eva iterates its blocks, passing the rotary embeddings to each: one element holding the side network
+    replace_module(model, "blocks", nn.ModuleList([side]) if eva else side)
+    replace_module(model, "norm", SidePool(model.norm, cfg.dims[-1], prefix).to(**factory))
+    if isinstance(getattr(model, "attn_pool", None), nn.Module):
+        replace_module(model, "attn_pool", PooledTokenOnly(model.attn_pool))
+    if not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity):
+        replace_module(model, "fc_norm", Unused(model.fc_norm))
+    replace_module(model, "head", _linear(cfg.dims[-1], num_classes).to(**factory))
     return model
+
+
+def side_network(model: nn.Module) -> HierarchicalSideNetwork | None:
+    """The model's :class:`HierarchicalSideNetwork` (ViT: ``model.blocks``; Eva: ``model.blocks[0]``), if any."""
+    return next((m for m in model.modules() if isinstance(m, HierarchicalSideNetwork)), None)
 
 
 class HST(PeftMethod[HSTConfig]):
@@ -317,7 +379,21 @@ class HST(PeftMethod[HSTConfig]):
     family = "addition"
     subfamily = "side"
     config_cls = HSTConfig
-    backbones = ("vit",)
+    backbones = ("vit", "eva")
+    refusals = {
+        "swin": "HST's meta tokens join one global token sequence through every block, and its side network reads "
+        "one patch grid; Swin attends within shifted windows on a grid that shrinks stage by stage",
+        "convnext": "HST's meta tokens join the token sequence of every transformer block; a ConvNeXt has no tokens",
+    }
+    notes = {
+        "registers": "registers are prefix tokens: neither meta register nor patch feature",
+        "layerscale": "the block's LayerScale is frozen; its LayerNorms train",
+        "norm_pre": "norm_pre runs before the blocks and stays frozen",
+        "map_head": "the frozen attention pool is bypassed: the head reads the side network's pooled features",
+        "avg_pool": "the patch average and fc_norm are bypassed: the head reads the side network's pooled features",
+        "rope": "the meta tokens get no rotary position, as the prefix tokens",
+        "swiglu": "SwiGLU's inner LayerNorm trains with the block norms; side MLP ratio 8/3, the backbone's",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         self.check_backbone(model)
@@ -326,6 +402,6 @@ class HST(PeftMethod[HSTConfig]):
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         """The side network and meta tokens, and (``tune_block_norms``) the LayerNorms in the backbone blocks."""
         own = list(method_owned_parameters(model))
-        blocks = model.blocks.base_layer if isinstance(model.blocks, HierarchicalSideNetwork) else None
-        norms = layernorm_parameters(blocks) if self.config.tune_block_norms and blocks is not None else []
+        side = side_network(model)
+        norms = layernorm_parameters(side.base_layer) if self.config.tune_block_norms and side is not None else []
         yield from unique(own + norms)

@@ -14,17 +14,21 @@ with ``method='hydra_both'``, ``reparameterize``) and ``vtab1k/train.py`` / ``vt
   (``reparameterize``): ``W = W0 + s (Wp + Ws W0)``, ``b = b0 + s (bp + Ws b0 + bs)`` with
   ``Wp = Up_p Dn_p``, ``bp = Up_p bd_p + bu_p`` and likewise for ``S``. The merged backbone is a plain timm model;
 * s and the dropout are per task in the reference (``configs/hydra_both/<task>.yaml``: s in 0.1 ... 4.5,
-  dropout 0, 0.1 or 0.2; :data:`VTAB1K_SCALE`, :data:`VTAB1K_DROPOUT`). The defaults here are ``Hydra_layer``'s own
-  (s = 1, which is also the median of the 19 per-task values, dropout 0); ``scale: auto`` / ``dropout: auto``
-  look the task up (the training entry point fills ``task`` from ``dataset.name``).
+  dropout 0, 0.1 or 0.2); they are in the recipe ``configs/experiment/hydra/hydra.yaml``. The defaults here are
+  ``Hydra_layer``'s own (s = 1, which is also the median of the 19 per-task values, dropout 0).
 
 Count on ViT-B/16 without head, r = 2: 12 x [3 (2*768 + 2 + 768) + (3072*2 + 2 + 2*768 + 768)] = 239,712.
 The Hydra README table and V-PETL Bench print 0.28M: they count the head averaged over the 19 VTAB-1k tasks
 (940 classes x 769 / 19 = 38,045; their linear probe is 0.04M), 239,712 + 38,045 = 277,757.
 
-Works on Swin: the method is local to a Linear, and timm's ``SwinTransformerBlock`` has the same
-``attn.proj`` and ``mlp.fc2`` Linears (no published Swin setting). Deviation: the reference's own merge
-(``set_hydraWeight``) reads ``mlp.fc2``'s weight when merging the attention branch (a bug, not reproduced).
+Backbones. The two layers are the logical ``proj`` and ``mlp_out`` sites of every transformer block
+(:func:`~peftbench.methods.layers.blocks.block_sites`): Swin's ``SwinTransformerBlock`` and Eva's blocks have the
+same ``attn.proj`` and ``mlp.fc2`` Linears (no published Swin or Eva setting). On EVA-02's SwiGLU MLP the parallel
+branch of ``mlp.fc2`` reads fc2's input, the gated hidden after SwiGLU's inner LayerNorm; LayerScale, registers,
+rotary embeddings and the pooling head do not touch the two Linears. ConvNeXt is refused: its blocks have no
+attention output projection, and the reference defines only ``hydra_both`` (no MLP-only form). Deviation: the
+reference's own merge (``set_hydraWeight``) reads ``mlp.fc2``'s weight when merging the attention branch (a bug,
+not reproduced).
 """
 
 from __future__ import annotations
@@ -36,28 +40,12 @@ from torch import nn
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import block_sites, replace_module, transformer_blocks
 from peftbench.methods.layers.bottleneck import init_projections
 from peftbench.methods.layers.checks import check_dropout, check_positive_int, is_positive_number
-from peftbench.methods.layers.mergeable import MergeableLinear, block_linears, merge_linear_wrappers
+from peftbench.methods.layers.mergeable import MergeableLinear, merge_linear_wrappers
 
-AUTO = "auto"
-SITES = ("attn.proj", "mlp.fc2")  # 'hydra_both': the attention output projection and the MLP's second Linear
-
-# Per-task s and dropout of the reference VTAB-1k runs (extremebird/Hydra @ 4138457
-# vtab1k/configs/hydra_both/<task>.yaml: ``scale``, ``dropout``), keyed by peftbench's VTAB-1k dataset names.
-VTAB1K_SCALE: dict[str, float] = {
-    "cifar": 0.1, "caltech101": 4.0, "dtd": 0.1, "oxford_flowers102": 0.1, "oxford_iiit_pet": 0.1, "svhn": 3.0,
-    "sun397": 0.1, "patch_camelyon": 0.1, "eurosat": 0.1, "resisc45": 0.1, "diabetic_retinopathy": 4.5,
-    "clevr_count": 1.5, "clevr_dist": 0.1, "dmlab": 4.5, "kitti": 4.5, "dsprites_loc": 4.5, "dsprites_ori": 2.5,
-    "smallnorb_azi": 3.0, "smallnorb_ele": 1.0,
-}  # fmt: skip
-VTAB1K_DROPOUT: dict[str, float] = {
-    "cifar": 0.2, "caltech101": 0.1, "dtd": 0.2, "oxford_flowers102": 0.0, "oxford_iiit_pet": 0.0, "svhn": 0.0,
-    "sun397": 0.2, "patch_camelyon": 0.2, "eurosat": 0.2, "resisc45": 0.2, "diabetic_retinopathy": 0.2,
-    "clevr_count": 0.2, "clevr_dist": 0.0, "dmlab": 0.2, "kitti": 0.2, "dsprites_loc": 0.2, "dsprites_ori": 0.2,
-    "smallnorb_azi": 0.2, "smallnorb_ele": 0.2,
-}  # fmt: skip
+SITES = ("proj", "mlp_out")  # 'hydra_both': the attention output projection and the MLP's output Linear
 
 
 @dataclasses.dataclass
@@ -66,57 +54,19 @@ class HydraConfig(MethodConfig):
 
     Attributes:
         dim: r, the rank of each branch.
-        scale: s, or ``"auto"``: look ``task`` up in ``scale_per_task``.
-        dropout: dropout between down and up (training only), or ``"auto"``: look ``task`` up.
-        scale_per_task: task name -> s, used by ``scale: auto``.
-        dropout_per_task: task name -> dropout, used by ``dropout: auto``.
-        task: the dataset name (peftbench's ``dataset.name``) that ``auto`` looks up.
+        scale: s, the branches' scale.
+        dropout: dropout between down and up (training only).
     """
 
     dim: int = 2
-    scale: float | str = 1.0
-    dropout: float | str = 0.0
-    scale_per_task: dict[str, float] = dataclasses.field(default_factory=lambda: dict(VTAB1K_SCALE))
-    dropout_per_task: dict[str, float] = dataclasses.field(default_factory=lambda: dict(VTAB1K_DROPOUT))
-    task: str | None = None
+    scale: float = 1.0
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_int("hydra", "dim", self.dim)
-        if self.scale != AUTO and not is_positive_number(self.scale):
-            raise ConfigError(
-                f"hydra scale must be a number > 0 or 'auto' (per-task preset), got {self.scale!r}; "
-                "e.g. method.scale=0.1 or method.scale=auto"
-            )
-        if self.dropout != AUTO:
-            check_dropout("hydra", self.dropout)
-        for task, s in dict(self.scale_per_task).items():
-            if not is_positive_number(s):
-                raise ConfigError(f"hydra scale_per_task[{task!r}] must be a number > 0, got {s!r}")
-        for task, p in dict(self.dropout_per_task).items():
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-                raise ConfigError(f"hydra dropout_per_task[{task!r}] must be in [0, 1), got {p!r}")
-        if self.task is not None and not isinstance(self.task, str):
-            raise ConfigError(f"hydra task must be a dataset name or null, got {self.task!r}")
-
-    def resolved(self) -> tuple[float, float]:
-        """The ``(scale, dropout)`` to use, ``auto`` values looked up for ``task``."""
-        scale = self._lookup("scale", self.scale_per_task) if self.scale == AUTO else self.scale
-        dropout = self._lookup("dropout", self.dropout_per_task) if self.dropout == AUTO else self.dropout
-        return float(scale), float(dropout)
-
-    def _lookup(self, option: str, presets: dict[str, float]) -> float:
-        known = ", ".join(sorted(presets)) or "(none)"
-        if self.task is None:
-            raise ConfigError(
-                f"hydra {option}=auto needs the task name: set method.task=<dataset name> (the training entry "
-                f"point fills it from dataset.name) or a fixed method.{option}; tasks with a preset: {known}"
-            )
-        if self.task not in presets:
-            raise ConfigError(
-                f"hydra {option}=auto has no preset for task {self.task!r}; tasks with a preset: {known}. "
-                f"Add one with method.{option}_per_task.{self.task}=<value> or set a fixed method.{option}"
-            )
-        return float(presets[self.task])
+        if not is_positive_number(self.scale):
+            raise ConfigError(f"hydra scale must be a number > 0, got {self.scale!r}; e.g. method.scale=0.1")
+        check_dropout("hydra", self.dropout)
 
 
 class HydraLinear(MergeableLinear):
@@ -163,19 +113,19 @@ class HydraLinear(MergeableLinear):
 
 
 def apply_hydra(model: nn.Module, cfg: HydraConfig) -> nn.Module:
-    """Wrap ``attn.proj`` and ``mlp.fc2`` of every transformer block with :class:`HydraLinear`.
+    """Wrap the attention output projection and the MLP output Linear of every block with :class:`HydraLinear`.
 
     Args:
-        model: a timm ViT or Swin.
-        cfg: the Hydra options (``auto`` values need ``cfg.task``).
+        model: a timm ViT, Eva or Swin.
+        cfg: the Hydra options.
 
     Returns:
         The same model, adapted in place.
     """
-    scale, dropout = cfg.resolved()
     for site in SITES:
-        for name, linear in block_linears(model, site):
-            replace_module(model, name, HydraLinear(linear, cfg.dim, scale, dropout))
+        for linear_site in block_sites(model, site, transformer_blocks(model)):
+            for part in linear_site.parts:
+                replace_module(model, part.name, HydraLinear(part.layer, cfg.dim, cfg.scale, cfg.dropout))
     return model
 
 
@@ -187,7 +137,15 @@ class Hydra(PeftMethod[HydraConfig]):
     subfamily = "reparameter"
     config_cls = HydraConfig
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin")
+    refusals = {
+        "convnext": "Hydra's branches go on each block's attention output projection and MLP output Linear "
+        "(hydra_both, the reference's only form), and a ConvNeXt block has no attention",
+    }
+    notes = {
+        "swiglu": "the parallel branch of mlp.fc2 reads the SwiGLU hidden (after its inner LayerNorm)",
+        "layerscale": "the branches sit inside the layer scale (on the Linears before it)",
+    }
 
     def apply(self, model: nn.Module) -> nn.Module:
         return apply_hydra(model, self.config)

@@ -23,9 +23,17 @@ Reference: FightingFighting/GPS @ 72e0c31: ``train_gps.py`` (``calculate_gradien
   back into a plain backbone. Set ``trainer.weight_decay=0`` as every reference script does: with decay the
   delta, not the weight, would shrink.
 
-Defaults: ViT-B/16 VTAB-1k, K = 1 (the scripts' ``--times_para 1`` on 18 of 19 tasks; ``top_k: auto`` reads
-:data:`GPS_TOP_K` per task). Count without head: K x rows + biases, rows = biases = 768 + 12 x (2304 + 768 +
-3072 + 768) = 83,712, so (K + 1) x 83,712 = 167,424 for K = 1.
+Defaults: ViT-B/16 VTAB-1k, K = 1 (the scripts' ``--times_para 1`` on 18 of 19 tasks; the per-task K are in the
+recipe ``configs/experiment/gps/gps.yaml``). Count without head: K x rows + biases, rows = biases = 768 + 12 x
+(2304 + 768 + 3072 + 768) = 83,712, so (K + 1) x 83,712 = 167,424 for K = 1.
+
+Backbones. The rule is structural, so it reads every backbone the same way: every Linear and Conv weight outside
+the classifier (EVA-02's q / k / v projections and SwiGLU's two input Linears are rows of their own, as the rows
+of a fused layer; SigLIP's attention-pool Linears too), every bias of those layers, and every LayerScale vector
+(the reference's mask frees every name with ``gamma``: ConvNeXt's layer scale in its ``models/convnext.py``, and
+by the same rule DINOv2's ``ls*.gamma`` and DINOv3's ``gamma_1`` / ``gamma_2``). The reference covers ViT, Swin
+and ConvNeXt (``models/``); ConvNeXt's depth-wise 7x7 kernels are read as ``(C, 49)``. Registers, class tokens
+and position embeddings stay frozen, as the reference's ``cls_token`` / ``pos_embed``.
 """
 
 from __future__ import annotations
@@ -42,21 +50,15 @@ from torchvision import transforms as T
 
 from peftbench.errors import ConfigError
 from peftbench.methods.base import MethodConfig, PeftMethod, TrainingData, method_owned_parameters
-from peftbench.methods.layers.blocks import replace_module
+from peftbench.methods.layers.blocks import (
+    backbone_blocks,
+    check_fused_qkv_is_called,
+    layerscale_parameters,
+    replace_module,
+)
 from peftbench.methods.layers.checks import is_positive_number
 from peftbench.methods.layers.select import backbone_modules
 from peftbench.methods.layers.selection import SelectionModule, batches, top_k_indices
-
-AUTO = "auto"
-
-# --times_para of the official train_scripts/vit/{vtab,fgvc}/<task>/train_gps.sh (keys: peftbench dataset names)
-GPS_TOP_K: dict[str, int] = {
-    "cifar": 1, "caltech101": 1, "dtd": 1, "oxford_flowers102": 1, "oxford_iiit_pet": 1, "svhn": 1, "sun397": 1,
-    "patch_camelyon": 2, "eurosat": 1, "resisc45": 1, "diabetic_retinopathy": 1,
-    "clevr_count": 1, "clevr_dist": 1, "dmlab": 1, "kitti": 1, "dsprites_loc": 1, "dsprites_ori": 1,
-    "smallnorb_azi": 1, "smallnorb_ele": 1,
-    "cub": 2, "nabirds": 20, "oxford_flowers": 1, "stanford_dogs": 1, "stanford_cars": 15,
-}
 
 
 @dataclasses.dataclass
@@ -64,39 +66,23 @@ class GPSConfig(MethodConfig):
     """GPS options; defaults are the official ViT-B/16 VTAB-1k setting.
 
     Attributes:
-        top_k: K, input connections kept per output neuron, or ``"auto"``: look ``task`` up in ``top_k_per_task``.
-        top_k_per_task: task name -> K (the official scripts' values).
-        task: the dataset name that ``top_k: auto`` looks up (filled in from ``dataset.name``).
+        top_k: K, input connections kept per output neuron (``--times_para``).
         temperature: temperature of the supervised contrastive loss of the selection.
-        train_biases: also train every bias of the selected layers in full (the reference's mask).
+        train_biases: also train in full what the reference's mask frees besides the selected entries: every bias
+            of the selected layers (Swin: the relative position bias tables) and every LayerScale vector.
     """
 
-    top_k: int | str = 1
-    top_k_per_task: dict[str, int] = dataclasses.field(default_factory=lambda: dict(GPS_TOP_K))
-    task: str | None = None
+    top_k: int = 1
     temperature: float = 0.07
     train_biases: bool = True
 
     def __post_init__(self) -> None:
-        for name, k in [("top_k", self.top_k), *((f"top_k_per_task[{t!r}]", v) for t, v in self.top_k_per_task.items())]:
-            if k == AUTO and name == "top_k":
-                continue
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise ConfigError(f"gps {name} must be an integer >= 1 (or top_k: auto), got {k!r}; e.g. method.top_k=1")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ConfigError(f"gps top_k must be an integer >= 1, got {self.top_k!r}; e.g. method.top_k=1")
         if not is_positive_number(self.temperature):
             raise ConfigError(f"gps temperature must be a number > 0, got {self.temperature!r}; the paper uses 0.07")
         if not isinstance(self.train_biases, bool):
             raise ConfigError(f"gps train_biases must be true or false, got {self.train_biases!r}")
-
-    def k(self) -> int:
-        """K for this run (``top_k``, or the task's entry of ``top_k_per_task`` when ``top_k`` is ``auto``)."""
-        if self.top_k != AUTO:
-            return int(self.top_k)
-        if self.task not in self.top_k_per_task:
-            raise ConfigError(f"gps top_k: auto has no entry for task {self.task!r}; known: "
-                              f"{', '.join(sorted(self.top_k_per_task))}. Set method.top_k=<K> or add it to "
-                              "method.top_k_per_task")
-        return self.top_k_per_task[self.task]
 
 
 class SparseDelta(SelectionModule):
@@ -217,13 +203,26 @@ class GPS(PeftMethod[GPSConfig]):
     subfamily = "specification"
     config_cls = GPSConfig
     mergeable = True
-    backbones = ("vit", "swin")
+    backbones = ("vit", "eva", "swin", "convnext")
+    notes = {
+        "layerscale": "LayerScale vectors train in full (the reference's mask frees every 'gamma')",
+        "map_head": "the attention-pool Linears are selected like every Linear outside the classifier",
+        "qkv_separate": "q_proj, k_proj, v_proj: K connections per row of each, as the rows of a fused qkv",
+        "swiglu": "fc1_g, fc1_x, fc2: K connections per row of each",
+        "bias_free_linear": "a bias-free Linear trains only its selected entries",
+        "bias_free_patch_embed": "the bias-free patch embedding trains only its selected entries",
+        "convnext": "every conv (stem, downsampling, depth-wise 7x7 read as (C, 49)) and MLP Linear; LayerScale in "
+        "full (the reference's models/convnext.py)",
+    }
     looks_at_data = True
     criterion = ("|gradient| of each weight entry under the supervised contrastive loss (T 0.07) of two augmented "
                  "views, summed over the training split; top-K input connections per output neuron")
 
     def apply(self, model: nn.Module) -> nn.Module:
-        k = self.config.k()
+        k = self.config.top_k
+        for name, block in backbone_blocks(model):
+            if isinstance(getattr(block, "attn", None), nn.Module):
+                check_fused_qkv_is_called(name, block.attn)  # a wrapper of qkv must be called
         names = {id(m): n for n, m in model.named_modules()}
         for module in backbone_modules(model):
             if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -235,12 +234,13 @@ class GPS(PeftMethod[GPSConfig]):
 
     def trainable_parameters(self, model: nn.Module) -> Iterator[nn.Parameter]:
         yield from method_owned_parameters(model)
-        if self.config.train_biases:  # Swin: the reference's name rule also frees the relative position biases
+        if self.config.train_biases:  # the reference's name rule: 'bias' (Swin's tables) and 'gamma' (LayerScale)
             from timm.models.swin_transformer import WindowAttention
 
             for m in backbone_modules(model):
                 if isinstance(m, WindowAttention):
                     yield m.relative_position_bias_table
+            yield from layerscale_parameters(model)
 
     def prepare(self, model: nn.Module, data: TrainingData) -> dict[str, Any]:
         wrapped = gps_modules(model)
@@ -257,7 +257,7 @@ class GPS(PeftMethod[GPSConfig]):
                                drop_last=len(views) > data.batch_size, generator=generator),
                 self.config.temperature, data.device, data.dtype)
             layers, digest = {}, hashlib.sha256()
-            k = self.config.k()
+            k = self.config.top_k
             for name, m in wrapped:
                 grad = m.base_layer.weight.grad
                 if grad is None:
