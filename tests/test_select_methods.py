@@ -133,7 +133,11 @@ def test_gps_on_layerscale_backbones_trains_the_layer_scales_and_reads_depthwise
         assert len(layer_scales) == scales and all(id(p) in trained and p.requires_grad for p in layer_scales)
     dw = model.stages[0].blocks[0].conv_dw  # ConvNeXt's depth-wise 7x7 conv: one row of 49 taps per channel
     assert isinstance(dw, SparseDelta) and dw.cols == 49 and dw.index.shape == (8, 1)
-    assert not any(p.requires_grad for p in layerscale_parameters(ARCHS["dinov2"].build()))  # before gps: frozen
+    model = ARCHS["dinov2"].build()  # without the reference's mask extras the layer scales stay frozen
+    method = build_method("gps", {"train_biases": False})
+    attach_method(model, method)
+    trained = {id(p) for p in method.trainable_parameters(model)}
+    assert not any(id(p) in trained or p.requires_grad for p in layerscale_parameters(model))
 
 
 def test_gps_gradient_is_the_summed_supcon_gradient_of_the_plain_model():

@@ -165,7 +165,7 @@ class LoRALinear(MergeableLinear):
         ``(P*r, in)``; ``B`` ``(out, P*r)`` puts ``B_p`` in slot ``p``'s rows and columns ``p*r:(p+1)*r``, zeros
         elsewhere, so ``B A`` is :meth:`delta_weight` / scaling and the branch computes the same sums."""
         slots, rank, width = len(self.slots), self.lora_A.shape[1], self.lora_B.shape[1]
-        a = self.lora_A.detach().reshape(slots * rank, self.in_features)
+        a = self.owner.lora_A.detach().reshape(slots * rank, self.in_features)
         b = self.lora_B.new_zeros(self.out_features, slots * rank)
         for j, slot in enumerate(self.slots):
             b[slot * width : (slot + 1) * width, j * rank : (j + 1) * rank] = self.lora_B.detach()[j]
@@ -241,12 +241,13 @@ class LoRA(PeftMethod[LoRAConfig]):
         """PEFT's LoRA on the same Linears: each wrapper as one pair of rank ``P*r`` (:meth:`LoRALinear.as_one_pair`;
         q and v of the fused qkv: rank 2r with block-placed B) and ``lora_alpha = scaling * P*r``, so PEFT's
         ``lora_alpha / r`` is this method's scaling; per-layer ranks differ only between target paths
-        (``rank_pattern`` / ``alpha_pattern`` keyed by the block-relative path)."""
+        (``rank_pattern`` / ``alpha_pattern`` keyed by the module's name)."""
         from peftbench.methods.partial.hf_peft.bridge import import_peft
 
         peft = import_peft(self.name)
         wrappers = {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
-        ranks = {rel: len(slots or range(num_slots)) * self.config.rank for rel, num_slots, slots in TARGETS[self.config.targets]}
+        # a whole-output pair has rank r; a slotted wrapper becomes one pair of rank (adapted slots) x r
+        ranks = {name: len(w.slots) * self.config.rank for name, w in wrappers.items()}
         base_rank = min(ranks.values())
         config = peft.LoraConfig(
             r=base_rank,
