@@ -13,9 +13,9 @@ from peftbench.methods.addition.adapter.adapter_plus import PostAdapterBlock
 from peftbench.methods.attach import attach_method
 from peftbench.methods.layers.bottleneck import Bottleneck
 from peftbench.methods.registry import build_method
+from peftbench.paths import config_dir
 from tests.method_rows import D as D_B16
 from tests.method_rows import L as L_B16
-from peftbench.paths import config_dir
 from tests.tiny_models import ARCHS, tiny_swin, tiny_vit
 
 

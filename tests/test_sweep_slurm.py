@@ -137,11 +137,11 @@ def test_refused_submissions_say_which_setting_to_change(cluster, data_root, tmp
 
 def test_requeued_and_timed_out_job_resumes_to_the_same_accuracy(cluster, data_root, tmp_path):
     """One job is requeued (``scontrol requeue``, as preemption does) after epoch 1, then warned of its time
-    limit (USR2) after a later epoch: submitit checkpoints and requeues it (max_num_timeout=1), and the run
+    limit (USR2) once it has resumed: submitit checkpoints and requeues it (max_num_timeout=1), and the run
     resumes from its epoch checkpoint each time; a reference job runs uninterrupted, and a third job fails on
     the node (results folder not writable there) and is reported with its log."""
     ref, hit, broken = tmp_path / "ref", tmp_path / "hit", Path("/proc/peftbench-not-writable")
-    cmd = _train_cmd(cluster, data_root, "method=linear", "trainer.epochs=5", "trainer.prefix_cache=false",
+    cmd = _train_cmd(cluster, data_root, "method=linear", "trainer.epochs=6", "trainer.prefix_cache=false",
                      f"paths.results_dir={ref},{hit},{broken}", "hydra.launcher.max_num_timeout=1",
                      "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=30",
                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
@@ -153,7 +153,8 @@ def test_requeued_and_timed_out_job_resumes_to_the_same_accuracy(cluster, data_r
         assert cluster.run("scontrol", "requeue", job).returncode == 0
         log = tmp_path / "sweep" / ".submitit" / job / f"{job}_0_log.out"
         resumed = _wait_for("the requeued run to resume", lambda: _resumed_from(log), proc=proc)
-        _wait_for("a checkpoint after the resume", lambda: _saved_epoch(hit) > resumed, proc=proc)
+        # at once (waiting for a later checkpoint races the run's end on a loaded machine): the timed-out job
+        # resumes from whichever epoch checkpoint is the last when the signal arrives
         assert cluster.run("scancel", "--signal=USR2", job).returncode == 0  # what SLURM sends before the limit
         out, err = proc.communicate(timeout=300)
     finally:
@@ -166,7 +167,7 @@ def test_requeued_and_timed_out_job_resumes_to_the_same_accuracy(cluster, data_r
     assert b["metrics"]["final_train_loss"] == a["metrics"]["final_train_loss"]
     assert (next((ref / "runs").rglob("task.safetensors")).read_bytes()
             == next((hit / "runs").rglob("task.safetensors")).read_bytes())
-    assert b["resumed_from_epoch"] > resumed >= 1 and "resumed_from_epoch" not in a
+    assert b["resumed_from_epoch"] >= resumed >= 1 and "resumed_from_epoch" not in a
     text = log.read_text() + log.with_suffix(".err").read_text()
     assert text.count("Starting with JobEnvironment") == 3  # first run, after the requeue, after the timeout
     assert "DUE TO JOB REQUEUE" in text and "this job is timed-out" in text and "(0 remaining timeouts)" in text
