@@ -1,6 +1,7 @@
 """End to end through the console scripts, the way users run them: train -> JSON -> leaderboard.
 
-Each test runs the real entry points in a subprocess with results and data under ``tmp_path``.
+Each test runs the real entry points in a subprocess with results and data under ``tmp_path``. The first test
+writes and trains the default-size embedded task (README command 1's path); the others train on its small copy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.tiny_data import embedded_tiny
 
 FAST = ["trainer.epochs=2", "trainer.warmup_epochs=1", "trainer.progress=false", "trainer.device=cpu"]
 
@@ -77,6 +80,7 @@ def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
 
 
 def test_tune_protocol_uses_val200(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     proc = _run(tmp_path, "protocol=tune", *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (r,) = _results(tmp_path)
@@ -84,6 +88,7 @@ def test_tune_protocol_uses_val200(tmp_path):
 
 
 def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     # lr=1e30 makes full fine-tuning overflow: a real divergence, not a mocked one
     proc = _run(tmp_path, "-m", "method=full", "trainer.lr=1e30,1e-3", *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -156,6 +161,7 @@ def test_data_and_checkpoint_errors_through_the_cli(tmp_path):
 
 
 def test_wandb_logger_runs_offline_without_credentials(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     proc = _run(tmp_path, "logger=wandb", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (r,) = _results(tmp_path)
@@ -164,6 +170,7 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path):
 
 
 def test_merge_records_merged_against_base_throughput(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     proc = _run(tmp_path, "method=lora", "trainer.merge=true", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (r,) = _results(tmp_path)

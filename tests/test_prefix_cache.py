@@ -108,6 +108,9 @@ def test_a_run_records_the_decisions_and_caching_does_not_change_its_result(tmp_
     import subprocess
     import sys
 
+    from tests.tiny_data import embedded_tiny
+
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     results = {}
     for flag in ("true", "false"):
         out = tmp_path / f"results_{flag}"

@@ -1,5 +1,6 @@
 """An interrupted run, relaunched with the same command, resumes from its epoch checkpoint and ends
-exactly like an uninterrupted run (CPU): same accuracy, same loss, same trained tensors.
+exactly like an uninterrupted run (CPU): same accuracy, same loss, same trained tensors. The runs train on the
+small copy of the embedded task (tests/tiny_data.py).
 
 Interruptions are real: the ``resume.stop_after_epochs`` drill (the run stops like Ctrl-C after
 saving epoch k) and a SIGKILL of the training process.
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from tests.tiny_data import embedded_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +48,7 @@ def _run_dir(root: Path, results: str) -> Path:
 def reference(tmp_path_factory) -> tuple[Path, dict]:
     """An uninterrupted run; the data folder is shared with the interrupted ones."""
     root = tmp_path_factory.mktemp("resume")
+    embedded_tiny(root / "data")
     proc = _train(root, "reference")
     assert proc.returncode == 0, proc.stderr[-3000:]
     d = _run_dir(root, "reference")
@@ -96,7 +100,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference):
         if found:
             meta = found[0]
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert meta is not None, "no epoch checkpoint appeared"
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
@@ -118,6 +122,7 @@ def test_resume_settings_are_checked(tmp_path):
 
 
 def test_kept_checkpoint_stays_small_and_overwrite_retrains_from_scratch(tmp_path):
+    embedded_tiny(tmp_path / "data")
     args = ["method=linear", "trainer.epochs=2", "resume.keep=true"]
     proc = _train(tmp_path, "kept", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]

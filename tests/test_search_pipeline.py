@@ -1,4 +1,4 @@
-"""``peftbench-search`` end to end on the embedded default task: supernet -> search -> final -> leaderboard row."""
+"""``peftbench-search`` end to end on the small copy of the embedded task (tests/tiny_data.py): supernet -> search -> final -> leaderboard row."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.tiny_data import embedded_tiny
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 SMALL = ["search=quick", "search.supernet.epochs=2", "search.final.epochs=1", "search.evolution.generations=2",
@@ -34,6 +36,7 @@ def _runs(tmp_path: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_search_pipeline_end_to_end_and_relaunch(tmp_path):
+    embedded_tiny(tmp_path / "data")
     proc = _cli(tmp_path, "peftbench.cli.search", "method=glora", *SMALL, "search.final.init=supernet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _runs(tmp_path)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_data import embedded_tiny
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true"}
 FAST = ["trainer.epochs=1", "trainer.warmup_epochs=0", "trainer.progress=false", "trainer.device=cpu"]
 
@@ -27,6 +29,7 @@ def _results(tmp_path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_local_parallel_launcher_runs_a_tiny_sweep_in_submitit_processes(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     sweep_dir = tmp_path / "sweep"
     proc = _train(tmp_path, "-m", "hydra/launcher=local", "hydra.launcher.parallel=2", f"hydra.sweep.dir={sweep_dir}",
                   "method=linear,bitfit")
@@ -96,6 +99,7 @@ def test_pipelines_find_a_launched_run_whatever_precision_its_node_resolved(tmp_
 
 @pytest.mark.slow
 def test_wandb_runs_of_one_sweep_share_a_group_and_stay_offline(tmp_path):
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     proc = _train(tmp_path, "-m", "logger=wandb", "method=linear,bitfit")
     assert proc.returncode == 0, proc.stderr[-3000:]
     # the default sweep folder is named by its start time, which appears nowhere on the command line

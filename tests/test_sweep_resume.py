@@ -1,6 +1,6 @@
 """A killed sweep, relaunched with the same command, finishes without redoing or duplicating runs.
 
-2 methods x 2 tasks x 2 seeds on the embedded default, the multirun process really killed after some
+2 methods x 2 tasks x 2 seeds on the small copies of the embedded tasks (tests/tiny_data.py), the multirun process really killed after some
 runs finished, then the same command again: exactly 8 runs in the leaderboard.
 """
 
@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from peftbench.paths import group_options
+from tests.tiny_data import embedded_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +50,13 @@ def _statuses(tmp_path: Path) -> list[str]:
 
 
 def test_killed_sweep_relaunched_gives_exactly_eight_rows(tmp_path):
+    for task in ("dsprites_loc", "dsprites_ori"):
+        embedded_tiny(tmp_path / "data", task)
     proc = subprocess.Popen(_sweep(tmp_path), cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and _statuses(tmp_path).count("success") < 3:
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)

@@ -17,6 +17,7 @@ from peftbench.paths import config_dir
 from peftbench.records import RunRecord, TuningBlock, config_hash, run_dir
 from peftbench.tuning.export import Selected, recipe
 from peftbench.tuning.space import load_space, parse_knob
+from tests.tiny_data import embedded_tiny
 
 SPACES = config_dir() / "tune"
 FAST = ["trainer=embedded", "trainer.epochs=2", "trainer.device=cpu"]
@@ -127,18 +128,6 @@ def test_a_trial_run_below_the_median_is_pruned_and_recorded_as_pruned(tmp_path)
     trial = plan.study.trials[number]
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.user_attrs["pruned"]["epoch"] == 1
     assert list(trial.intermediate_values) == [1]  # step = epoch x seeds + seed index
-
-
-def embedded_tiny(root: Path, task: str = "dsprites_loc") -> None:
-    """The embedded task with 48 / 24 / 24 images instead of 800 / 200 / 500 (same generator, same layout)."""
-    from peftbench.data import embedded
-
-    saved = embedded.SPLIT_SIZES
-    embedded.SPLIT_SIZES = {"train800": 48, "val200": 24, "test": 24}
-    try:
-        embedded.ensure_embedded(task, root / "vtab-1k" / f"embedded_{task}")
-    finally:
-        embedded.SPLIT_SIZES = saved
 
 
 # -- records, leaderboard, export ----------------------------------------------------------------------------
