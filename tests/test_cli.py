@@ -33,6 +33,7 @@ def _results(tmp_path: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((tmp_path / "results" / "runs").rglob("result.json"))]
 
 
+@pytest.mark.slow
 def test_embedded_default_run_writes_json_and_leaderboard(tmp_path):
     args = ["trainer.infer_iters=0", "trainer.eval_every=1", *FAST]
     proc = _run(tmp_path, "-m", "method=full,linear", *args)
@@ -87,6 +88,7 @@ def test_tune_protocol_uses_val200(tmp_path):
     assert (r["train_split"], r["eval_split"]) == ("train800", "val200")
 
 
+@pytest.mark.slow
 def test_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     # lr=1e30 makes full fine-tuning overflow: a real divergence, not a mocked one
@@ -118,6 +120,7 @@ def test_missing_data_root_explains_the_layout(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_values_are_user_errors(tmp_path):
     for override, needle in [("protocol=best", "tune, final"), ("trainer.precision=fp8", "precision"),
                              ("optim.name=adam", "adamw, sgd"), ("+method.rank=4", "no option")]:
@@ -136,6 +139,7 @@ def test_params_app_prints_one_json_object(tmp_path):
     assert out["trainable_percent"] == 0.0
 
 
+@pytest.mark.slow
 def test_data_and_checkpoint_errors_through_the_cli(tmp_path):
     from tests.test_data import vtab_tree
 
@@ -169,6 +173,7 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path):
     assert (Path(r["run_dir"]) / "metrics.csv").exists()  # the CSV log is always written
 
 
+@pytest.mark.slow
 def test_merge_records_merged_against_base_throughput(tmp_path):
     embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py)
     proc = _run(tmp_path, "method=lora", "trainer.merge=true", *FAST)

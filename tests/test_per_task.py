@@ -100,6 +100,7 @@ def test_keys_added_with_their_neutral_default_leave_the_identity_unchanged():
     assert config_hash(changed, "fp32") != config_hash(cfg, "fp32")
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_resolved_config_block_of_the_result_json(tmp_path: Path):
     common = ["method=lora", "trainer=smoke", "trainer.epochs=1", "trainer.num_threads=1",
               f"paths.results_dir={tmp_path}", f"data.root={tmp_path / 'data'}"]

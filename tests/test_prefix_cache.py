@@ -102,6 +102,7 @@ def test_training_on_cached_activations_matches_the_uncached_run(tmp_path, metho
         torch.testing.assert_close(params_b[name], p, rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_a_run_records_the_decisions_and_caching_does_not_change_its_result(tmp_path):
     import json
     import os
