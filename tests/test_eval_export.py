@@ -1,7 +1,7 @@
 """Reusing a finished run: re-scoring (peftbench-eval), per-image predictions and calibration, and the export to
 Hugging Face PEFT's adapter format and to a plain timm checkpoint, each reloaded by the other library.
 
-One real run (LoRA on the micro ViT, embedded dsprites_loc, one epoch) is trained once for the module; the export
+One real run (LoRA on the micro ViT, the small copy of embedded dsprites_loc from tests/tiny_data.py, one epoch) is trained once for the module; the export
 contract over every LoRA-family and every mergeable method runs on the random-init test ViT, whose weights are
 written to a file so that timm and peftbench load the same backbone.
 """
@@ -31,6 +31,7 @@ from peftbench.methods.partial.hf_peft.bridge import HFPeftMethod
 from peftbench.methods.registry import METHODS
 from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.paths import weights_path
+from tests.tiny_data import TINY_SIZES, embedded_tiny
 
 peft = pytest.importorskip("peft")
 
@@ -44,6 +45,7 @@ MICRO = dict(patch_size=8, embed_dim=128, depth=6, num_heads=4, img_size=32)
 def lora_run(tmp_path_factory) -> Path:
     """One finished LoRA run with its predictions file; returns its folder."""
     root = tmp_path_factory.mktemp("reuse")
+    embedded_tiny(root / "data")
     record = train_run(compose([*TRAIN, f"paths.results_dir={root / 'results'}", f"data.root={root / 'data'}"]))
     assert record.status == "success"
     return Path(record.provenance.run_dir)
@@ -78,7 +80,7 @@ def test_a_run_records_calibration_and_its_predictions(lora_run):
     for key in ("accuracy", "accuracy_split", "trainable_params", "infer_img_s", "checkpoint_bytes", "wall_seconds"):
         assert key in m  # the keys every result had stay
     pred = np.load(lora_run / "predictions.npz")
-    assert pred["topk_prob"].dtype == np.float16 and pred["topk_index"].shape == (500, 5)
+    assert pred["topk_prob"].dtype == np.float16 and pred["topk_index"].shape == (TINY_SIZES["test"], 5)
     assert np.all(np.diff(pred["topk_prob"].astype(np.float32), axis=1) <= 0)  # most probable first
     test_list = (Path(res["config"]["data"]["root"]) / "vtab-1k/embedded_dsprites_loc/test.txt").read_text().split("\n")
     assert list(pred["image"]) == [line.rsplit(" ", 1)[0] for line in test_list if line]
@@ -89,14 +91,14 @@ def test_a_run_records_calibration_and_its_predictions(lora_run):
 def test_rescoring_gives_the_recorded_numbers(lora_run, tmp_path):
     res = json.loads((lora_run / "result.json").read_text())
     out = rescore(lora_run / "result.json", predictions=tmp_path / "p.npz")
-    assert out["split"] == "test" and out["num_images"] == 500
+    assert out["split"] == "test" and out["num_images"] == TINY_SIZES["test"]
     assert out["accuracy"] == res["metrics"]["accuracy"] and out["matches_recorded"] is True
     assert out["nll"] == pytest.approx(res["metrics"]["nll"], rel=1e-9)
     assert out["expected_calibration_error"] == pytest.approx(res["metrics"]["expected_calibration_error"], rel=1e-9)
     again, saved = np.load(tmp_path / "p.npz"), np.load(lora_run / "predictions.npz")
     assert set(again.files) == set(saved.files) and all(np.array_equal(again[k], saved[k]) for k in saved.files)
     other = rescore(lora_run, split="val200")
-    assert other["num_images"] == 200 and other["recorded_accuracy"] is None and 0 <= other["accuracy"] <= 100
+    assert other["num_images"] == TINY_SIZES["val200"] and other["recorded_accuracy"] is None and 0 <= other["accuracy"] <= 100
 
 
 def test_rescoring_a_folder_of_images_predicts_without_labels(lora_run, tmp_path):

@@ -108,6 +108,9 @@ def test_dry_run_prints_the_resolved_config_block_of_the_result_json(tmp_path: P
                          capture_output=True, text=True, check=True, timeout=300)
     printed = json.loads(dry.stdout)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()  # nothing trained or read
+    from tests.tiny_data import embedded_tiny
+
+    embedded_tiny(tmp_path / "data")  # the small copy of the embedded task (tests/tiny_data.py), for the real run
     subprocess.run([sys.executable, "-m", "peftbench.cli.train", *common], capture_output=True, text=True,
                    check=True, timeout=300)
     result = json.loads(next((tmp_path / "runs").rglob("result.json")).read_text())

@@ -68,12 +68,19 @@ SAMPLE = ["adapter_plus/adapter_plus", "convpass/convpass", "dtl/dtl", "fact/fac
           "vpt/vpt_deep"]
 
 
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from tests.tiny_data import embedded_tiny
+
+    return embedded_tiny(tmp_path_factory.mktemp("embedded_data"))  # the small copy of the embedded task
+
+
 @pytest.mark.parametrize("recipe", SAMPLE)
-def test_a_recipe_trains_end_to_end_on_the_embedded_default(recipe, tmp_path_factory, capsys):
+def test_a_recipe_trains_end_to_end_on_the_embedded_default(recipe, tmp_path_factory, tiny_root, capsys):
     out = tmp_path_factory.mktemp("runs")
     args = [f"experiment={recipe}", "dataset=embedded/dsprites_loc", "trainer.epochs=1", "trainer.cooldown_epochs=0",
             "trainer.num_threads=1", "trainer.progress=false", "trainer.infer_iters=1", "trainer.infer_warmup=0",
-            "trainer.precision=fp32", f"paths.results_dir={out}", f"data.root={tmp_path_factory.getbasetemp() / 'embedded_data'}"]
+            "trainer.precision=fp32", f"paths.results_dir={out}", f"data.root={tiny_root}"]
     record = run(compose(args), command_line=args)
     assert "fallback used" in capsys.readouterr().out
     assert record.status == "success" and record.per_task is not None and record.per_task.source == "fallback"

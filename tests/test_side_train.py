@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from peftbench.config import compose
+from tests.tiny_data import embedded_tiny
 
 SHORT = ["trainer=smoke", "trainer.epochs=1", "trainer.warmup_epochs=0", "trainer.progress=false",
          "trainer.infer_iters=0", "trainer.device=cpu", "protocol=tune"]
@@ -16,7 +17,7 @@ SHORT = ["trainer=smoke", "trainer.epochs=1", "trainer.warmup_epochs=0", "traine
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")  # the embedded task is generated once for both methods
+    return embedded_tiny(tmp_path_factory.mktemp("data"))  # the small copy of the embedded task, for both methods
 
 
 @pytest.mark.parametrize(("method", "trainable", "head"), [("dtl", 6 * 2 * 2 * 128, 129 * 16),

@@ -1,5 +1,5 @@
 """Hydra, Mona and Adapter+ train end to end on the embedded default: the train app's spine (compose the
-``peftbench-train`` config, :func:`peftbench.apps.train.run`) for one short epoch each, in this process."""
+``peftbench-train`` config, :func:`peftbench.apps.train.run`) for one short epoch each, in this process, on the small copy of the embedded task (tests/tiny_data.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from peftbench.apps.train import run
 from peftbench.config import compose
+from tests.tiny_data import embedded_tiny
 
 W, DEPTH, MLP, CLASSES = 128, 6, 512, 16  # vit_micro on embedded/dsprites_loc, the embedded default
 
@@ -25,7 +26,7 @@ EXPECTED_WITHOUT_HEAD = {
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")  # the embedded task is generated once, on first use
+    return embedded_tiny(tmp_path_factory.mktemp("data"))  # the small copy of the embedded task
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def restore_threads():
 
 @pytest.mark.parametrize("method", sorted(EXPECTED_WITHOUT_HEAD))
 def test_trains_on_the_embedded_default(method, tmp_path, data_root, restore_threads):
-    # short and CPU-cheap: train800 -> val200, one epoch in 4 steps, throughput read off the evaluation's batches
+    # short and CPU-cheap: train800 -> val200 of the small copy (48 / 24 images), one epoch in one step, throughput
+    # read off the evaluation's batches
     overrides = [
         f"method={method}", "protocol=tune", "trainer=smoke", "trainer.epochs=1", "trainer.batch_size=200",
         "trainer.eval_batch_size=50", "trainer.warmup_epochs=0", "trainer.infer_iters=0", "trainer.device=cpu",
