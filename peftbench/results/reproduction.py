@@ -44,7 +44,8 @@ def _without_recipe(row: pd.Series, name: str) -> list[str]:
     notes = str(row.get("notes", "") or "").strip()
     if row.get("comparable", "yes") == "no" or not row.get("method"):
         why = "no peftbench method" if not row.get("method") else "not comparable"
-        return [f"- {why}: {notes.removeprefix('not comparable: ') or 'see the row in the reference table'}"]
+        said = notes.removeprefix("not comparable: ").removeprefix("no peftbench method: ")
+        return [f"- {why}: {said or 'see the row in the reference table'}"]
     options = row.get("method_options", "{}") or "{}"
     sweep = SWEEPS[row["suite"]]
     return [f"- no recipe (its source's training settings are not known): compared with runs of `method={row['method']}` "
