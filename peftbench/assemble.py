@@ -30,6 +30,7 @@ from peftbench.engine.checkpoint import ResumeConfig
 from peftbench.engine.loop import TrainerConfig, autocast_dtype, resolve_device
 from peftbench.engine.optim import OptimConfig
 from peftbench.errors import ConfigError, MethodNotSupportedError
+from peftbench.identity import config_hash, run_dir
 from peftbench.loggers import LoggerConfig
 from peftbench.methods.attach import attach_method, noah_reinit
 from peftbench.methods.base import PeftMethod, TrainingData
@@ -37,7 +38,7 @@ from peftbench.methods.layers.selection import load_selection, selection_state
 from peftbench.methods.registry import build_method, split_method_block
 from peftbench.models import BackboneConfig, backbone_data_config, build_backbone, make_backbone_config
 from peftbench.per_task import PerTaskResolution, resolve_run_config
-from peftbench.records import ParamCounts, SelectionBlock, config_hash, run_dir
+from peftbench.records import ParamCounts, SelectionBlock
 from peftbench.tuning.study import TrialConfig
 
 SELECTION_FILE = "selection.safetensors"  # a data-dependent selection, kept with the run (resume, reuse)
@@ -95,7 +96,7 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """The identity of the run (its config and resolved precision; :func:`peftbench.records.identity`)."""
+        """The identity of the run (its config and resolved precision; :func:`peftbench.identity.identity`)."""
         return config_hash(self.config, self.precision)
 
     @property

@@ -125,7 +125,7 @@ def test_the_probed_step_computes_what_an_unprobed_one_does():
 def test_the_resolved_precision_is_part_of_a_runs_identity():
     from peftbench.assemble import parse_spec
     from peftbench.config import compose
-    from peftbench.records import config_hash
+    from peftbench.identity import config_hash
 
     spec = parse_spec(compose(["trainer.device=cpu"]))  # precision: auto -> fp32 on a CPU, bf16 on CUDA
     assert spec.precision == "fp32"

@@ -1,7 +1,7 @@
 """The package's imports point only down: read from the source (AST, imports inside functions included, nothing
 executed), no module imports itself back through others, and no top-level part imports a part above it.
 
-Layers, lowest first (the house style's map): errors / config / paths / atomic / records (no torch) -> models,
+Layers, lowest first (the house style's map): errors / config / paths / atomic / identity / records (no torch) -> models,
 data, methods, engine, loggers, prepare, sweeps, tuning -> assemble -> apps and the leaderboard (results) -> cli.
 """
 
@@ -17,14 +17,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "peftbench"
 
 LAYERS: dict[str, int] = {
-    "errors": 0, "config": 0, "paths": 0, "atomic": 0, "records": 0, "per_task": 0,
+    "errors": 0, "config": 0, "paths": 0, "atomic": 0, "identity": 0, "records": 0, "per_task": 0,
     "models": 1, "data": 1, "methods": 1, "engine": 1, "loggers": 1, "prepare": 1, "sweeps": 1, "tuning": 1,
     "assemble": 2,
     "apps": 3, "results": 3,
     "cli": 4,
 }
-NO_TORCH = ("peftbench.errors", "peftbench.config", "peftbench.paths", "peftbench.atomic", "peftbench.records",
-            "peftbench.per_task")
+NO_TORCH = ("peftbench.errors", "peftbench.config", "peftbench.paths", "peftbench.atomic", "peftbench.identity",
+            "peftbench.records", "peftbench.per_task")
 
 
 def _module_name(path: Path) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from peftbench.atomic import write_json_atomic
 from peftbench.cli.leaderboard import main as leaderboard_main
-from peftbench.records import config_hash, run_dir
+from peftbench.identity import config_hash, run_dir
 from peftbench.results.leaderboard import build, schedule
 from peftbench.results.page import PAGE
 from peftbench.results.suites import VTAB_TASKS

@@ -10,7 +10,7 @@ import pytest
 
 from peftbench.atomic import write_json_atomic
 from peftbench.config import compose
-from peftbench.records import config_hash, run_dir
+from peftbench.identity import config_hash, run_dir
 from peftbench.results.leaderboard import build
 from peftbench.results.reference import load_reference, ppt
 from peftbench.results.suites import FGVC_TASKS, VTAB_GROUPS, VTAB_TASKS

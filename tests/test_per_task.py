@@ -12,9 +12,9 @@ import pytest
 from peftbench.assemble import parse_spec
 from peftbench.config import compose
 from peftbench.errors import ConfigError
+from peftbench.identity import ADDED_DEFAULTS, config_hash
 from peftbench.paths import config_groups, suite_tasks
 from peftbench.per_task import command_line_keys, resolve_per_task
-from peftbench.records import ADDED_DEFAULTS, config_hash
 
 TABLE = {
     "vtab": {"cifar": {"trainer.lr": 0.05, "method.rank": 4}, "dtd": {"backbone.drop_path_rate": 0.2}},

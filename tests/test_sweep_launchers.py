@@ -83,7 +83,7 @@ def test_each_sbatch_refusal_names_the_setting_and_the_listing_command(said, key
 
 def test_pipelines_find_a_launched_run_whatever_precision_its_node_resolved(tmp_path):
     from peftbench.config import compose
-    from peftbench.records import config_hash, launched_result, run_dir
+    from peftbench.identity import config_hash, launched_result, run_dir
 
     cfg = compose([f"paths.results_dir={tmp_path}"])  # precision: auto
     cpu, gpu = (run_dir(tmp_path, cfg, config_hash(cfg, p)) / "result.json" for p in ("fp32", "bf16"))

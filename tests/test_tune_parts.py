@@ -13,8 +13,9 @@ from peftbench.apps.tune import TuneOptions
 from peftbench.apps.tune_plan import plan_studies
 from peftbench.config import compose
 from peftbench.errors import ConfigError
+from peftbench.identity import config_hash, run_dir
 from peftbench.paths import config_dir
-from peftbench.records import RunRecord, TuningBlock, config_hash, run_dir
+from peftbench.records import RunRecord, TuningBlock
 from peftbench.tuning.export import Selected, recipe
 from peftbench.tuning.space import load_space, parse_knob
 from tests.tiny_data import embedded_tiny

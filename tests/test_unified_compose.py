@@ -81,7 +81,7 @@ def test_preset_is_selected_by_file_name_and_counted_by_params_app():
 
 def test_a_preset_runs_under_its_label_in_its_own_folder_and_the_default_under_compose(tmp_path):
     from peftbench.assemble import parse_spec
-    from peftbench.records import config_hash, run_dir
+    from peftbench.identity import config_hash, run_dir
 
     folders = {}
     for stem in ("mam_adapter", "compose"):

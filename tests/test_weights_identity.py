@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 import peftbench
-from peftbench.records import config_hash, weights_sha256
+from peftbench.identity import config_hash, weights_sha256
 
 
 def _cfg(weights: str) -> dict:

@@ -31,17 +31,10 @@ from typing import Any
 from peftbench.atomic import write_json_atomic, write_text_atomic
 from peftbench.config import build_config, compose
 from peftbench.errors import ConfigError, PeftbenchError
+from peftbench.identity import config_hash, launched_result
 from peftbench.methods.unified.search.evolution import EvolutionConfig
 from peftbench.paths import config_dir
-from peftbench.records import (
-    RESULT_FILE,
-    RunRecord,
-    SearchBlock,
-    config_hash,
-    launched_result,
-    read_record,
-    write_record,
-)
+from peftbench.records import RESULT_FILE, RunRecord, SearchBlock, read_record, write_record
 
 INITS = ("scratch", "supernet")
 STAGE_KEYS = ("supernet", "evolution", "final")

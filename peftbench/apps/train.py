@@ -31,6 +31,7 @@ from peftbench.engine.loop import TrainerConfig, train_and_evaluate
 from peftbench.engine.measure import code_version, device_name, inference_throughput, library_versions
 from peftbench.engine.predictions import ECE_BINS, PREDICTIONS_FILE, Predictions
 from peftbench.errors import MethodNotSupportedError, RunExistsError
+from peftbench.identity import weights_sha256
 from peftbench.loggers import RunLogger
 from peftbench.methods.task_checkpoint import save_task_checkpoint
 from peftbench.records import (
@@ -48,7 +49,6 @@ from peftbench.records import (
     SplitInfo,
     TrainMetrics,
     read_record,
-    weights_sha256,
     write_record,
 )
 from peftbench.tuning.study import RunPruned, TrialReporter

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from peftbench.assemble import Assembled, assemble, parse_spec
 from peftbench.errors import CheckpointError, DataError
+from peftbench.identity import weights_sha256
 from peftbench.methods.task_checkpoint import load_task_checkpoint
-from peftbench.records import RESULT_FILE, RecordError, RunRecord, read_record, weights_sha256
+from peftbench.records import RESULT_FILE, RecordError, RunRecord, read_record
 
 TASK_CHECKPOINT = "task.safetensors"
 

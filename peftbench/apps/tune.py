@@ -32,15 +32,14 @@ from typing import Any
 from peftbench.apps.tune_plan import StudyPlan, TuneOptions, canonical, fmt, plan_studies
 from peftbench.config import compose
 from peftbench.errors import ConfigError, PeftbenchError
+from peftbench.identity import identity, run_dir
 from peftbench.records import (
     PRUNED_STATUS,
     RESULT_FILE,
     RecordError,
     RunRecord,
     TuningBlock,
-    identity,
     read_record,
-    run_dir,
     write_record,
 )
 from peftbench.tuning.export import Selected, write_recipes, write_table

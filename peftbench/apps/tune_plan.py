@@ -18,8 +18,8 @@ from typing import Any
 
 from peftbench.config import compose
 from peftbench.errors import ConfigError
+from peftbench.identity import tune_key
 from peftbench.paths import config_dir
-from peftbench.records import tune_key
 from peftbench.tuning.space import JOINT, SearchSpace, all_knob_keys, check_knobs, load_space, lookup
 from peftbench.tuning.study import SEARCHES, pruner_settings
 

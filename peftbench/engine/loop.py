@@ -29,7 +29,7 @@ from peftbench.engine.optim import OptimConfig, build_optimizer, lr_at, use_fuse
 from peftbench.engine.predictions import PredictionCollector, Predictions
 from peftbench.engine.prefix_cache import build_train_inputs
 from peftbench.errors import ConfigError
-from peftbench.records import resolved_precision
+from peftbench.identity import resolved_precision
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("per_step", "per_epoch")
@@ -152,7 +152,7 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA (``auto`` or ``bf16``), fp16 for ``fp16``, none on CPU unless asked for
-    (:func:`peftbench.records.resolved_precision`: the login node of a cluster resolves it without torch)."""
+    (:func:`peftbench.identity.resolved_precision`: the login node of a cluster resolves it without torch)."""
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved_precision(precision, device.type))
 
 

@@ -53,17 +53,8 @@ from typing import Any
 
 import pandas as pd
 
-from peftbench.records import (
-    PRUNED_STATUS,
-    RESULT_FILE,
-    RUN_DIR_RE,
-    RUNNING_STATUS,
-    RecordError,
-    RunRecord,
-    method_setting,
-    read_record,
-    setting_hash,
-)
+from peftbench.identity import RUN_DIR_RE, method_setting, setting_hash
+from peftbench.records import PRUNED_STATUS, RESULT_FILE, RUNNING_STATUS, RecordError, RunRecord, read_record
 from peftbench.results.page import require_plotly, write_page
 from peftbench.results.plots import require_matplotlib
 from peftbench.results.reference import SUITE_TASKS, compare, group_means, load_reference, ppt

@@ -41,8 +41,9 @@ from omegaconf import OmegaConf, open_dict
 from peftbench.atomic import write_json_atomic
 from peftbench.config import to_plain
 from peftbench.errors import ConfigError, PeftbenchError, user_error_exit
+from peftbench.identity import config_hash, resolved_precision, run_dir
 from peftbench.per_task import resolve_run_config
-from peftbench.records import RESULT_FILE, RecordError, config_hash, read_record, resolved_precision, run_dir
+from peftbench.records import RESULT_FILE, RecordError, read_record
 from peftbench.sweeps import slurm_commands as sc
 
 JOB_FILE = "slurm_job.json"  # in the run folder: the SLURM job that runs it (written at submission)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from peftbench.atomic import write_text_atomic
-from peftbench.records import NON_SEMANTIC_KEYS
+from peftbench.identity import NON_SEMANTIC_KEYS
 from peftbench.tuning.space import lookup
 
 # group choices a recipe states in its defaults (dataset is per task; logger is not part of what a run computes)
